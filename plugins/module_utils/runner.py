@@ -1,0 +1,79 @@
+# Copyright: pre-nixos baseline engineers
+# MIT License
+"""The one door to the system: every command the collection runs goes through here.
+
+Commands are argument lists (never a shell string), run with ``LC_ALL=C``.
+Tests replace :class:`Runner` with :class:`RecordingRunner`.
+"""
+from __future__ import annotations
+
+import subprocess
+
+C_LOCALE = {"LC_ALL": "C", "LANG": "C", "LANGUAGE": "C"}
+
+
+class CommandError(Exception):
+    """A command failed; carries everything an operator needs to act on it."""
+
+    def __init__(self, argv, rc, stdout, stderr):
+        self.argv = list(argv)
+        self.rc = rc
+        self.stdout = stdout
+        self.stderr = stderr
+        super().__init__(
+            "command failed (rc=%s): %s: %s" % (rc, " ".join(self.argv), (stderr or "").strip())
+        )
+
+    def as_fail_kwargs(self):
+        """Keyword arguments for ``module.fail_json``."""
+        return {"msg": str(self), "cmd": self.argv, "rc": self.rc, "stdout": self.stdout, "stderr": self.stderr}
+
+
+class Runner:
+    """Runs commands through an AnsibleModule (or plain subprocess when none is given)."""
+
+    def __init__(self, module=None):
+        self.module = module
+
+    def run(self, argv, check=True, data=None):
+        """Run ``argv``; return ``(rc, stdout, stderr)``; raise CommandError when ``check`` and rc != 0."""
+        argv = [str(a) for a in argv]
+        if self.module is not None:
+            rc, out, err = self.module.run_command(argv, environ_update=C_LOCALE, data=data, binary_data=data is not None)
+        else:
+            import os
+
+            env = dict(os.environ, **C_LOCALE)
+            proc = subprocess.run(argv, input=data, capture_output=True, text=True, env=env, check=False)
+            rc, out, err = proc.returncode, proc.stdout, proc.stderr
+        if check and rc != 0:
+            raise CommandError(argv, rc, out, err)
+        return rc, out, err
+
+
+class RecordingRunner:
+    """A fake runner for tests: records every command and answers from a table.
+
+    ``responses`` maps a command prefix (a tuple of leading arguments) to
+    ``(rc, stdout, stderr)`` or to a callable taking the argv and returning one.
+    The longest matching prefix wins; unmatched commands answer ``(0, "", "")``.
+    """
+
+    def __init__(self, responses=None):
+        self.responses = dict(responses or {})
+        self.calls = []
+
+    def run(self, argv, check=True, data=None):
+        argv = [str(a) for a in argv]
+        self.calls.append(argv)
+        best = None
+        for prefix, answer in self.responses.items():
+            if tuple(argv[: len(prefix)]) == tuple(prefix) and (best is None or len(prefix) > len(best[0])):
+                best = (prefix, answer)
+        rc, out, err = (0, "", "")
+        if best is not None:
+            answer = best[1]
+            rc, out, err = answer(argv) if callable(answer) else answer
+        if check and rc != 0:
+            raise CommandError(argv, rc, out, err)
+        return rc, out, err

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.prenixos.baseline.plugins.module_utils.runner import CommandError, RecordingRunner, Runner
+
+
+def test_runner_runs_argument_lists_in_the_c_locale():
+    rc, out, _ = Runner().run(["sh", "-c", 'printf "%s" "$LC_ALL"'])
+    assert (rc, out) == (0, "C")
+
+
+def test_runner_failure_names_the_command_its_rc_and_stderr():
+    with pytest.raises(CommandError) as err:
+        Runner().run(["sh", "-c", "echo boom >&2; exit 3"])
+    assert err.value.rc == 3
+    assert err.value.argv == ["sh", "-c", "echo boom >&2; exit 3"]
+    assert "boom" in str(err.value) and "rc=3" in str(err.value)
+
+
+def test_recording_runner_answers_by_longest_prefix_and_records_calls():
+    fake = RecordingRunner({("mdadm",): (0, "any", ""), ("mdadm", "--detail"): (1, "", "no such array")})
+    assert fake.run(["mdadm", "--examine", "/dev/sda"]) == (0, "any", "")
+    assert fake.run(["mdadm", "--detail", "/dev/md/main"], check=False) == (1, "", "no such array")
+    with pytest.raises(CommandError):
+        fake.run(["mdadm", "--detail", "/dev/md/x"])
+    assert fake.calls[0] == ["mdadm", "--examine", "/dev/sda"]
+    assert len(fake.calls) == 3
