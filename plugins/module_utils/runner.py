@@ -1,5 +1,5 @@
 # Copyright: pre-nixos baseline engineers
-# MIT License
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The one door to the system: every command the collection runs goes through here.
 
 Commands are argument lists (never a shell string), run with ``LC_ALL=C``.
@@ -39,7 +39,9 @@ class Runner:
         """Run ``argv``; return ``(rc, stdout, stderr)``; raise CommandError when ``check`` and rc != 0."""
         argv = [str(a) for a in argv]
         if self.module is not None:
-            rc, out, err = self.module.run_command(argv, environ_update=C_LOCALE, data=data, binary_data=data is not None)
+            rc, out, err = self.module.run_command(
+                argv, environ_update=C_LOCALE, data=data, binary_data=data is not None
+            )
         else:
             import os
 

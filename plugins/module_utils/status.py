@@ -1,5 +1,5 @@
 # Copyright: pre-nixos baseline engineers
-# MIT License
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The first-boot status file, ``/run/pre-nixos/status.json``.
 
 Shape (version 1)::

@@ -6,7 +6,7 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.runner import Co
 
 
 def test_runner_runs_argument_lists_in_the_c_locale():
-    rc, out, _ = Runner().run(["sh", "-c", 'printf "%s" "$LC_ALL"'])
+    rc, out, unused_err = Runner().run(["sh", "-c", 'printf "%s" "$LC_ALL"'])
     assert (rc, out) == (0, "C")
 
 
