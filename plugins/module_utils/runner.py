@@ -34,10 +34,12 @@ class Runner:
 
     def __init__(self, module=None):
         self.module = module
+        self.commands = []  # every argv run, in order: modules return it to the operator
 
     def run(self, argv, check=True, data=None):
         """Run ``argv``; return ``(rc, stdout, stderr)``; raise CommandError when ``check`` and rc != 0."""
         argv = [str(a) for a in argv]
+        self.commands.append(argv)
         if self.module is not None:
             rc, out, err = self.module.run_command(
                 argv, environ_update=C_LOCALE, data=data, binary_data=data is not None
@@ -64,6 +66,7 @@ class RecordingRunner:
     def __init__(self, responses=None):
         self.responses = dict(responses or {})
         self.calls = []
+        self.commands = self.calls
 
     def run(self, argv, check=True, data=None):
         argv = [str(a) for a in argv]

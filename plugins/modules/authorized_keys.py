@@ -1,0 +1,109 @@
+#!/usr/bin/python
+# Copyright: pre-nixos baseline engineers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: authorized_keys
+short_description: Install exactly the given SSH public keys for a user, refusing malformed ones
+version_added: "0.1.0"
+description:
+  - Checks every key (known type, base64 data whose embedded type matches) before touching anything,
+    then writes the user's C(authorized_keys) file atomically with mode 0600 (directory 0700) when its
+    content differs.
+  - The file then holds exactly these keys. An empty list is refused, so root is never locked out by mistake.
+author: pre-nixos baseline engineers (@prenixos)
+options:
+  keys:
+    description: Public key lines (C(type base64 [comment]), options allowed before the type).
+    type: list
+    elements: str
+    required: true
+  path:
+    description: The file to write.
+    type: path
+    default: /root/.ssh/authorized_keys
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Shows the file before and after.
+    support: full
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
+"""
+
+EXAMPLES = r"""
+- name: Let the operator's key in, and only it
+  prenixos.baseline.authorized_keys:
+    keys:
+      - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB1... operator@laptop
+"""
+
+RETURN = r"""
+keys:
+  description: The keys now in the file, normalised.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.prenixos.baseline.plugins.module_utils import sshd
+
+
+def read_text(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return ""
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "keys": {"type": "list", "elements": "str", "required": True, "no_log": False},
+            "path": {"type": "path", "default": "/root/.ssh/authorized_keys"},
+        },
+        supports_check_mode=True,
+    )
+    path = module.params["path"]
+    keys, problems = [], []
+    for number, line in enumerate(module.params["keys"], start=1):
+        try:
+            keys.append(sshd.check_public_key(line))
+        except ValueError as err:
+            problems.append("key %d: %s" % (number, err))
+    if problems:
+        module.fail_json(msg="refusing malformed SSH public keys, nothing changed: " + "; ".join(problems))
+    if not keys:
+        module.fail_json(msg="no SSH public key given: refusing to leave root without a way in, nothing changed")
+
+    before = read_text(path)
+    after = sshd.render_authorized_keys(keys)
+    changed = before != after
+    result = {"changed": changed, "keys": keys}
+    if module._diff:
+        result["diff"] = {"before": before, "after": after, "before_header": path, "after_header": path}
+    if changed and not module.check_mode:
+        directory = os.path.dirname(path)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+        tmp = os.path.join(directory, ".authorized_keys.pre-nixos")
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+            handle.write(after)
+        module.atomic_move(tmp, path)
+        os.chmod(path, 0o600)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

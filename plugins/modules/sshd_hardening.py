@@ -1,0 +1,156 @@
+#!/usr/bin/python
+# Copyright: pre-nixos baseline engineers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: sshd_hardening
+short_description: Enforce sshd settings in a drop-in and prove them with the effective configuration
+version_added: "0.1.0"
+description:
+  - Writes the settings to a drop-in that sorts first in C(/etc/ssh/sshd_config.d) (sshd keeps the first value
+    it reads), then checks the whole configuration with C(sshd -t) and the effective values with
+    C(sshd -T -C user=root,host=localhost,addr=127.0.0.1).
+  - When either check fails, the previous drop-in is put back before the module fails, so the running sshd
+    (which reads its files only when it starts or reloads) never sees a bad configuration.
+  - Creates the privilege separation directory C(/run/sshd) when it is missing.
+  - Does not reload sshd; the caller does, without waiting (C(systemctl try-reload-or-restart --no-block ssh)).
+author: pre-nixos baseline engineers (@prenixos)
+options:
+  settings:
+    description: sshd keywords and their values.
+    type: dict
+    required: true
+  path:
+    description: The drop-in file.
+    type: path
+    default: /etc/ssh/sshd_config.d/00-pre-nixos.conf
+  config:
+    description: The main sshd configuration that includes the drop-in directory.
+    type: path
+    default: /etc/ssh/sshd_config
+  privsep_dir:
+    description: sshd's privilege separation directory, created when missing.
+    type: path
+    default: /run/sshd
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Shows the drop-in before and after.
+    support: full
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
+"""
+
+EXAMPLES = r"""
+- name: Key-only root login
+  prenixos.baseline.sshd_hardening:
+    settings:
+      PermitRootLogin: prohibit-password
+      PasswordAuthentication: "no"
+      KbdInteractiveAuthentication: "no"
+  notify: Reload sshd
+"""
+
+RETURN = r"""
+effective:
+  description: The effective value of every managed keyword (lowercase, as C(sshd -T) prints them).
+  returned: always
+  type: dict
+  sample: {passwordauthentication: "no", permitrootlogin: without-password}
+commands:
+  description: The commands run to check the configuration.
+  returned: always
+  type: list
+  elements: list
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.prenixos.baseline.plugins.module_utils import sshd
+from ansible_collections.prenixos.baseline.plugins.module_utils.runner import CommandError, Runner
+
+
+def read_text(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_text(module, path, text):
+    tmp = os.path.join(os.path.dirname(path), ".%s.pre-nixos" % os.path.basename(path))
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "w") as handle:
+        handle.write(text)
+    module.atomic_move(tmp, path)
+
+
+def effective_config(runner, sshd_bin, config):
+    """Check the whole configuration, then read the values sshd would use for root from localhost."""
+    runner.run([sshd_bin, "-t", "-f", config])
+    out = runner.run([sshd_bin, "-T", "-f", config, "-C", "user=root,host=localhost,addr=127.0.0.1"])[1]
+    return sshd.parse_effective_config(out)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "settings": {"type": "dict", "required": True},
+            "path": {"type": "path", "default": "/etc/ssh/sshd_config.d/00-pre-nixos.conf"},
+            "config": {"type": "path", "default": "/etc/ssh/sshd_config"},
+            "privsep_dir": {"type": "path", "default": "/run/sshd"},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    settings = {str(k): ("yes" if v is True else "no" if v is False else str(v)) for k, v in params["settings"].items()}
+    sshd_bin = module.get_bin_path("sshd", required=True)
+    runner = Runner(module)
+    if not os.path.isdir(params["privsep_dir"]) and not module.check_mode:
+        os.makedirs(params["privsep_dir"], mode=0o755, exist_ok=True)
+
+    before = read_text(params["path"])
+    after = sshd.render_dropin(settings)
+    changed = before != after
+    result = {"changed": changed, "commands": runner.commands}
+    if module._diff:
+        result["diff"] = {"before": before or "", "after": after, "before_header": params["path"],
+                          "after_header": params["path"]}
+
+    if changed and not module.check_mode:
+        write_text(module, params["path"], after)
+    try:
+        if changed and module.check_mode:
+            effective = {}
+        else:
+            effective = effective_config(runner, sshd_bin, params["config"])
+            wrong = sshd.mismatches(settings, effective)
+            if wrong:
+                raise ValueError(
+                    "sshd would not use the wanted settings (another file overrides them?): "
+                    + ", ".join("%s wanted %s, effective %s" % (k, w, a) for k, (w, a) in sorted(wrong.items()))
+                )
+    except (CommandError, ValueError) as err:
+        if changed and not module.check_mode:
+            if before is None:
+                os.unlink(params["path"])
+            else:
+                write_text(module, params["path"], before)
+        details = err.as_fail_kwargs() if isinstance(err, CommandError) else {"msg": str(err)}
+        details["msg"] = "sshd configuration rejected, previous configuration kept: " + details["msg"]
+        module.fail_json(commands=runner.commands, **details)
+
+    result["effective"] = {k.lower(): effective.get(k.lower()) for k in settings} if effective else {}
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from module_harness import run_module
+
+from ansible_collections.prenixos.baseline.plugins.module_utils import status
+from ansible_collections.prenixos.baseline.plugins.modules import firstboot_status
+
+
+def test_a_new_status_lists_every_phase_as_pending():
+    fresh = status.new_status()
+    assert fresh["state"] == "running" and fresh["finished"] is None
+    assert {name: entry["state"] for name, entry in fresh["phases"].items()} == dict.fromkeys(status.PHASES, "pending")
+
+
+def test_finishing_a_run_with_a_failed_phase_fails_the_run():
+    run = status.set_phase(status.new_status(), "lan", "failed", "no NIC has a link")
+    run = status.set_phase(run, "storage_plan", "done")
+    finished = status.finish(run)
+    assert finished["state"] == "failed" and finished["finished"]
+    assert finished["phases"]["lan"]["reason"] == "no NIC has a link"
+    assert finished["phases"]["lan"]["started"] and finished["phases"]["lan"]["finished"]
+
+
+def test_an_unknown_state_is_refused():
+    with pytest.raises(ValueError, match="unknown phase state 'halfway'"):
+        status.set_phase(status.new_status(), "lan", "halfway")
+
+
+def test_the_module_records_a_phase_once_and_prints_it_on_the_console(tmp_path, capsys):
+    path, console = tmp_path / "status.json", tmp_path / "console"
+    console.touch()
+    args = {"phase": "storage_plan", "state": "done", "reason": "plan written", "path": str(path),
+            "console": str(console)}
+    first = run_module(firstboot_status.main, args, capsys)
+    second = run_module(firstboot_status.main, args, capsys)
+    assert (first["changed"], second["changed"]) == (True, False)
+    saved = json.loads(path.read_text())
+    assert saved["phases"]["storage_plan"]["state"] == "done"
+    assert saved["phases"]["lan"]["state"] == "pending"
+    assert console.read_text() == "pre-nixos: storage_plan   done: plan written\n"
+
+
+def test_the_module_in_check_mode_writes_nothing(tmp_path, capsys):
+    path = tmp_path / "status.json"
+    result = run_module(firstboot_status.main, {"phase": "lan", "state": "running", "path": str(path)}, capsys,
+                        check_mode=True, diff=True)
+    assert result["changed"] is True
+    assert result["diff"]["after"]["state"] == "running"
+    assert not path.exists()

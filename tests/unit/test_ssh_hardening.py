@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import base64
+import os
+import stat
+import struct
+
+import pytest
+from module_harness import run_module
+
+from ansible_collections.prenixos.baseline.plugins.module_utils import sshd
+from ansible_collections.prenixos.baseline.plugins.modules import authorized_keys, sshd_hardening
+
+
+def make_key(key_type="ssh-ed25519", comment="operator@example"):
+    blob = struct.pack(">I", len(key_type)) + key_type.encode() + struct.pack(">I", 32) + b"k" * 32
+    return "%s %s %s" % (key_type, base64.b64encode(blob).decode(), comment)
+
+
+HARDENED = {
+    "PermitRootLogin": "prohibit-password",
+    "PasswordAuthentication": "no",
+    "KbdInteractiveAuthentication": "no",
+    "AuthenticationMethods": "publickey",
+}
+
+
+@pytest.fixture
+def fake_sshd(tmp_path, monkeypatch):
+    """An ``sshd`` on PATH whose -T output is built from the drop-ins, like sshd's first-value-wins rule.
+
+    A file ``override`` plays a configuration read before ours; ``reject`` makes ``sshd -t`` fail.
+    The host's own sshd is never run.
+    """
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "sshd.log"
+    script = bindir / "sshd"
+    script.write_text(
+        "#!/bin/sh\n"
+        'echo "$@" >> "%s"\n'
+        'case "$1" in\n'
+        '  -t) [ -e "%s" ] && exit 1; exit 0 ;;\n'
+        "  -T) cat %s/override 2>/dev/null; for f in %s/sshd_config.d/*.conf; do [ -e \"$f\" ] && "
+        "grep -v '^#' \"$f\" | tr 'A-Z' 'a-z'; done; cat %s/defaults ;;\n"
+        "esac\n" % (log, tmp_path / "reject", tmp_path, tmp_path, tmp_path)
+    )
+    script.chmod(0o755)
+    (tmp_path / "sshd_config.d").mkdir()
+    (tmp_path / "defaults").write_text("permitrootlogin without-password\npasswordauthentication yes\n")
+    monkeypatch.setenv("PATH", "%s:%s" % (bindir, os.environ["PATH"]))
+    return tmp_path
+
+
+def hardening_args(root, settings=HARDENED):
+    return {
+        "settings": settings,
+        "path": str(root / "sshd_config.d" / "00-pre-nixos.conf"),
+        "config": str(root / "sshd_config"),
+        "privsep_dir": str(root / "run-sshd"),
+    }
+
+
+def test_a_wellformed_key_is_accepted_and_normalised():
+    key = make_key()
+    assert sshd.check_public_key("  " + key + "\n") == key
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("", "empty key"),
+        ("ssh-ed25519", "no known key type"),
+        ("ssh-dss AAAAB3NzaC1kc3M= old", "no known key type"),
+        ("ssh-ed25519 not*base64 me", "not base64"),
+        (make_key("ssh-rsa").replace("ssh-rsa", "ssh-ed25519", 1), "its data is ssh-rsa"),
+    ],
+)
+def test_malformed_keys_are_refused_with_the_reason(line, problem):
+    with pytest.raises(ValueError, match=problem):
+        sshd.check_public_key(line)
+
+
+def test_effective_config_comparison_accepts_sshd_spellings_and_names_differences():
+    effective = sshd.parse_effective_config("permitrootlogin without-password\npasswordauthentication yes\n")
+    assert sshd.mismatches({"PermitRootLogin": "prohibit-password", "PasswordAuthentication": "no"}, effective) == {
+        "PasswordAuthentication": ("no", "yes")
+    }
+
+
+def test_authorized_keys_are_written_private_and_only_once(tmp_path, capsys):
+    path = tmp_path / "root" / ".ssh" / "authorized_keys"
+    args = {"keys": [make_key()], "path": str(path)}
+    first = run_module(authorized_keys.main, args, capsys)
+    second = run_module(authorized_keys.main, args, capsys)
+    assert (first["changed"], second["changed"]) == (True, False)
+    assert path.read_text() == sshd.MANAGED_HEADER + make_key() + "\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_authorized_keys_check_mode_writes_nothing(tmp_path, capsys):
+    path = tmp_path / "authorized_keys"
+    result = run_module(authorized_keys.main, {"keys": [make_key()], "path": str(path)}, capsys, check_mode=True)
+    assert result["changed"] is True
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [([], "no SSH public key given"), ([make_key(), "ssh-ed25519 garbage!"], "key 2: key data is not base64")],
+)
+def test_bad_key_lists_leave_the_existing_file_alone(tmp_path, capsys, keys, message):
+    path = tmp_path / "authorized_keys"
+    path.write_text("ssh-ed25519 AAAA old\n")
+    result = run_module(authorized_keys.main, {"keys": keys, "path": str(path)}, capsys)
+    assert result["failed"] is True
+    assert message in result["msg"]
+    assert path.read_text() == "ssh-ed25519 AAAA old\n"
+
+
+def test_sshd_dropin_is_written_checked_and_idempotent(fake_sshd, capsys):
+    args = hardening_args(fake_sshd)
+    first = run_module(sshd_hardening.main, args, capsys)
+    second = run_module(sshd_hardening.main, args, capsys)
+    assert first["changed"] is True and second["changed"] is False
+    assert first["effective"] == {
+        "permitrootlogin": "prohibit-password",
+        "passwordauthentication": "no",
+        "kbdinteractiveauthentication": "no",
+        "authenticationmethods": "publickey",
+    }
+    assert [cmd[1] for cmd in second["commands"]] == ["-t", "-T"]
+    assert (fake_sshd / "run-sshd").is_dir()
+    assert (fake_sshd / "sshd_config.d" / "00-pre-nixos.conf").read_text() == sshd.render_dropin(HARDENED)
+
+
+def test_sshd_check_mode_touches_nothing(fake_sshd, capsys):
+    result = run_module(sshd_hardening.main, hardening_args(fake_sshd), capsys, check_mode=True, diff=True)
+    assert result["changed"] is True
+    assert "PasswordAuthentication no" in result["diff"]["after"]
+    assert not (fake_sshd / "sshd_config.d" / "00-pre-nixos.conf").exists()
+    assert not (fake_sshd / "run-sshd").exists()
+    assert not (fake_sshd / "sshd.log").exists()
+
+
+def test_a_config_sshd_rejects_is_rolled_back(fake_sshd, capsys):
+    dropin = fake_sshd / "sshd_config.d" / "00-pre-nixos.conf"
+    dropin.write_text("# the previous, working drop-in\n")
+    (fake_sshd / "reject").touch()
+    result = run_module(sshd_hardening.main, hardening_args(fake_sshd), capsys)
+    assert result["failed"] is True
+    assert result["msg"].startswith("sshd configuration rejected, previous configuration kept")
+    assert result["rc"] == 1
+    assert dropin.read_text() == "# the previous, working drop-in\n"
+
+
+def test_a_setting_overridden_elsewhere_is_reported_and_rolled_back(fake_sshd, capsys):
+    (fake_sshd / "override").write_text("passwordauthentication yes\n")
+    result = run_module(sshd_hardening.main, hardening_args(fake_sshd), capsys)
+    assert result["failed"] is True
+    assert "PasswordAuthentication wanted no, effective yes" in result["msg"]
+    assert not (fake_sshd / "sshd_config.d" / "00-pre-nixos.conf").exists()
