@@ -1,0 +1,189 @@
+# Copyright: pre-nixos baseline engineers
+# MIT License
+"""Render a storage plan (see ``planner.py``) for people and for NixOS.
+
+``render_summary(plan)``: a tree disk -> partition -> array -> VG -> LV -> filesystem -> mount,
+then the excluded disks with their reasons and the planner's notes.
+
+``render_nixos(plan)``: a NixOS module fragment that mounts everything by label, uses swap
+by label, enables mdadm and LVM in the initrd. Mount points are the installed system's
+(``/``, ``/boot``, ``/home``, ``/data``), not the ``/mnt`` the installer mounts them under.
+
+Both are pure functions of the plan dict.
+"""
+from __future__ import annotations
+
+MiB = 1024 ** 2
+GiB = 1024 ** 3
+
+RAID_KERNEL_MODULES = {"raid0": "raid0", "raid1": "raid1", "raid5": "raid456", "raid6": "raid456"}
+
+
+def human_size(size):
+    """``1.5 GiB``-style size."""
+    for unit, factor in (("TiB", 1024 ** 4), ("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
+        if size >= factor:
+            return "%.1f %s" % (size / factor, unit)
+    return "%d B" % size
+
+
+# Summary tree
+
+def render_summary(plan):
+    """A readable tree of the plan, with the excluded disks and the notes after it."""
+    header = "Storage plan (version %d): %d disk(s) planned, %d excluded" % (
+        plan["version"],
+        len(plan["disks"]),
+        len(plan["excluded"]),
+    )
+    lines = [header]
+    shown = set()
+    for disk in plan["disks"]:
+        lines.append(disk_label(disk))
+        lines += tree_lines([partition_node(plan, partition, shown) for partition in partitions_of(plan, disk["name"])])
+    if plan["excluded"]:
+        lines.append("Excluded:")
+        lines += ["  %s: %s" % (entry["disk"], entry["reason"]) for entry in plan["excluded"]]
+    if plan["notes"]:
+        lines.append("Notes:")
+        lines += ["  - %s" % note for note in plan["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def tree_lines(nodes, prefix=""):
+    """``nodes`` are ``(label, children)`` pairs; returns the lines of an ASCII tree."""
+    lines = []
+    for index, (label, children) in enumerate(nodes):
+        last = index == len(nodes) - 1
+        lines.append(prefix + ("`-- " if last else "|-- ") + label)
+        lines += tree_lines(children, prefix + ("    " if last else "|   "))
+    return lines
+
+
+def disk_label(disk):
+    label = "%s  %s  %s  %s" % (disk["name"], disk["class"], human_size(disk["size"]), disk["path"])
+    if disk["in_use"]:
+        label += "  [in use: %s]" % (", ".join(disk["in_use_reasons"]) or "yes")
+    return label
+
+
+def partitions_of(plan, disk_name):
+    return [partition for partition in plan["partitions"] if partition["disk"] == disk_name]
+
+
+def partition_node(plan, partition, shown):
+    size = "rest of disk" if partition["size"] is None else human_size(partition["size"])
+    label = "%s  %s  %s  %s" % (partition["device"], partition["partlabel"], partition["type_code"], size)
+    if partition["filesystem"]:
+        label += "  " + filesystem_text(partition["filesystem"], partition["label"], partition["mountpoint"])
+        return (label, [])
+    array = next((a for a in plan["arrays"] if partition["device"] in a["devices"]), None)
+    if array is not None:
+        return (label, [array_node(plan, array, shown)])
+    volume_group = next(vg for vg in plan["volume_groups"] if partition["device"] in vg["pvs"])
+    return (label, [volume_group_node(plan, volume_group, shown)])
+
+
+def array_node(plan, array, shown):
+    label = "%s  %s of %s" % (array["device"], array["level"], ", ".join(array["devices"]))
+    if array["device"] in shown:
+        return (array["device"] + "  (see above)", [])
+    shown.add(array["device"])
+    volume_group = next(vg for vg in plan["volume_groups"] if array["device"] in vg["pvs"])
+    return (label, [volume_group_node(plan, volume_group, shown)])
+
+
+def volume_group_node(plan, volume_group, shown):
+    key = "vg:" + volume_group["name"]
+    if key in shown:
+        return ("VG %s  (see above)" % volume_group["name"], [])
+    shown.add(key)
+    label = "VG %s  %s  %s  %s" % (
+        volume_group["name"],
+        volume_group["class"],
+        volume_group["raid_level"],
+        human_size(volume_group["size"]),
+    )
+    volumes = [lv for lv in plan["logical_volumes"] if lv["vg"] == volume_group["name"]]
+    children = [(logical_volume_text(lv), []) for lv in volumes]
+    free = volume_group["size"] - sum(lv["size"] for lv in volumes)
+    children.append(("free  %s" % human_size(free), []))
+    return (label, children)
+
+
+def logical_volume_text(volume):
+    text = "LV %s  %s  %s" % (volume["name"], human_size(volume["size"]), filesystem_text(
+        volume["filesystem"], volume["label"], volume["mountpoint"]
+    ))
+    if volume["inode_ratio"]:
+        text += "  (one inode per %d bytes)" % volume["inode_ratio"]
+    return text
+
+
+def filesystem_text(filesystem, label, mountpoint):
+    where = "-> %s" % mountpoint if mountpoint else "(not mounted)"
+    if filesystem == "swap":
+        where = "(swap)"
+    return '%s "%s" %s' % (filesystem, label, where)
+
+
+# NixOS fragment
+
+def render_nixos(plan):
+    """A NixOS module fragment: fileSystems and swapDevices by label, mdadm and LVM in the initrd."""
+    lines = [
+        "# Storage of this machine, generated by prenixos.baseline.storage_plan (plan version %d)." % plan["version"],
+        "# Everything is found by label.",
+        "{ ... }:",
+        "{",
+    ]
+    for mountpoint, label, fs_type, options in mounts(plan):
+        lines.append("  fileSystems.%s = {" % nix_string(mountpoint))
+        lines.append("    device = %s;" % nix_string("/dev/disk/by-label/" + label))
+        lines.append("    fsType = %s;" % nix_string(fs_type))
+        if options:
+            lines.append("    options = %s;" % nix_list(options))
+        lines.append("  };")
+
+    swap_labels = [lv["label"] for lv in plan["logical_volumes"] if lv["filesystem"] == "swap"]
+    lines.append("  swapDevices = [ %s];" % "".join("{ label = %s; } " % nix_string(label) for label in swap_labels))
+
+    spare_esps = [p["label"] for p in plan["partitions"] if p["filesystem"] == "vfat" and not p["mountpoint"]]
+    if spare_esps:
+        spare_list = ", ".join(spare_esps)
+        lines.append("  # Spare ESPs, not mounted (copy the bootloader there to boot from them): " + spare_list)
+
+    if plan["arrays"]:
+        modules = sorted({"md_mod"} | {RAID_KERNEL_MODULES[array["level"]] for array in plan["arrays"]})
+        lines.append("  boot.swraid.enable = true;")
+        lines.append("  boot.swraid.mdadmConf = %s;" % nix_string("MAILADDR root"))
+        lines.append("  boot.initrd.availableKernelModules = %s;" % nix_list(modules))
+    lines.append("  boot.initrd.services.lvm.enable = true;")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def mounts(plan):
+    """``(mountpoint, label, fsType, options)`` for every mounted filesystem, by mount point."""
+    found = [
+        (lv["mountpoint"], lv["label"], lv["filesystem"], [])
+        for lv in plan["logical_volumes"]
+        if lv["mountpoint"]
+    ]
+    found += [
+        (p["mountpoint"], p["label"], p["filesystem"], ["fmask=0077", "dmask=0077"])
+        for p in plan["partitions"]
+        if p["filesystem"] and p["mountpoint"]
+    ]
+    return sorted(found)
+
+
+def nix_string(text):
+    """A Nix double-quoted string literal (backslash, quote and ``${`` escaped)."""
+    escaped = str(text).replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")
+    escaped = escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return '"%s"' % escaped
+
+
+def nix_list(items):
+    return "[ %s ]" % " ".join(nix_string(item) for item in items)

@@ -1,0 +1,639 @@
+# Copyright: pre-nixos baseline engineers
+# MIT License
+"""The storage planner: every disk ``disk_facts`` saw in, a versioned storage plan out.
+
+Pure: no command, no file, no I/O. The same disks in any input order give an identical
+plan (disks are sorted by kernel name before anything else happens).
+
+Usage::
+
+    plan = plan_storage(disks, ram_bytes, options={"redundant_main": True})
+
+``disks`` are dicts shaped as in ``docs/contracts.md`` (``name``, ``size`` and ``rotational``
+are required, the other keys default to "not set"). ``PlanError`` is raised when no disk is
+eligible (its message lists every disk and why it was excluded), when the input is malformed,
+or when ``main`` cannot hold ``/``.
+
+Eligibility
+    Excluded, with every reason that applies: names ``loop*``, ``ram*``, ``zram*``, ``nbd*``,
+    ``fd*``, ``sr*``, ``md*``, ``dm-*``; ``type`` other than ``disk``; removable; transport
+    ``usb``; read-only; the boot medium; size 0 or below ``min_disk_size``. A disk that is
+    ``in_use`` is still planned (the applier refuses it unless wiping is allowed) and a note
+    says so. Class: ``ssd`` when not rotational, ``hdd`` when rotational, never from transport.
+
+Grouping
+    Within a class, disks sorted by ``(size, name)`` are grouped greedily: a disk joins the
+    current group while ``size - smallest <= smallest * size_tolerance`` (inclusive, exact
+    decimal arithmetic), where ``smallest`` is the group's first (smallest) disk.
+
+RAID levels
+    HDD groups, ``main`` on HDD and SSD groups with ``redundant_main``: 1 disk ``none``,
+    2 ``raid1``, 3-4 ``raid5``, 5+ ``raid6``. SSD groups otherwise: 1 disk ``none``, 2+ ``raid0``.
+    Nominal usable capacity (used for ranking) = smallest disk size x data disks
+    (none 1, raid0 n, raid1 1, raid5 n-1, raid6 n-2).
+
+Roles
+    1. ``main``: the best-ranked SSD group; further SSD groups become ``main_1``, ``main_2``...
+       With no SSD, ``main`` takes the best-ranked HDD group before any other HDD role is given.
+    2. ``swap``: among the remaining HDD groups of exactly two disks, the smallest pair (RAID1).
+    3. ``large`` tier: every other HDD group (other pairs RAID1, 3-4 RAID5, 5+ RAID6,
+       single disks plain); the best-ranked becomes ``large``, the others ``large_1``...
+    Tie-break order for "best-ranked": larger nominal usable capacity, then more disks, then
+    larger smallest disk, then the sorted disk names (alphabetically first wins).
+    "Smallest pair": smaller smallest disk, then the sorted disk names.
+    (Groups of one class never share a smallest disk size, since such disks would be one group;
+    the last keys only keep the order total.)
+
+Capacity estimate (conservative, so the applier never asks for more than exists)
+    member partition = smallest disk - GPT_OVERHEAD (2 MiB) - ESP (``esp_size``, main only);
+    RAID member data = member partition - MDADM_RESERVE (136 MiB), rounded down to 4 MiB;
+    PV = member partition (no RAID) or member data x data disks;
+    VG size = PV - LVM_METADATA (4 MiB), rounded down to the 4 MiB extent.
+
+Logical volumes
+    ``main``: ``slash`` (``slash_size``, at ``/``), then ``home`` (min(``home_size``, a quarter
+    of what is left after ``/``), at ``/home``). The swap LV (``swap_size``, default the RAM size)
+    goes into VG ``swap``, else ``large``, else ``main`` when ``main`` is on HDD or
+    ``swap_on_ssd`` is set. ``large``: ``data``, the rest, at ``/data`` (``inode_ratio`` 2048
+    with ``backups``). Every request is rounded down to 4 MiB and clipped to what the VG has
+    left; an LV that would be smaller than 256 MiB is left out and a note says so (except
+    ``slash``: then PlanError). ``main_N`` and ``large_N`` get no LV.
+
+The plan (all sizes in bytes; ``size: null`` = rest of the disk)::
+
+    version: 1
+    options: the effective options (every default filled in, swap_size resolved)
+    disks: [{name, path, dev, size, class, in_use, in_use_reasons, vg}]   # planned disks only
+    excluded: [{disk, reason}]
+    partitions: [{disk, number, device, type_code, size, partlabel, filesystem, label, mountpoint}]
+        # main disks: 1 = ESP (EF00, vfat, label EFI, EFI2, ...; the first at /boot);
+        # then one partition for the rest: FD00 under RAID (partlabel <vg>-raid<k>),
+        # 8E00 directly under LVM (partlabel <vg>-pv<k>); ESP partlabels are <vg>-esp<k>.
+    arrays: [{name, device, level, devices, metadata}]     # name = VG name, device /dev/md/<name>
+    volume_groups: [{name, raid_level, disks, class, pvs, size}]
+    logical_volumes: [{vg, name, device, size, filesystem, label, mountpoint, inode_ratio}]
+    notes: [str]
+    summary: str   # readable tree, see plan_render.render_summary
+    nixos: str     # NixOS module fragment, see plan_render.render_nixos
+
+Lists are ordered: disks and partitions by disk name; arrays, volume groups and logical
+volumes in role order (main, main_N, swap, large, large_N).
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from fractions import Fraction
+
+from ansible_collections.prenixos.baseline.plugins.module_utils.plan_render import (
+    human_size,
+    render_nixos,
+    render_summary,
+)
+
+PLAN_VERSION = 1
+
+MiB = 1024 ** 2
+GiB = 1024 ** 3
+
+GPT_OVERHEAD = 2 * MiB  # 1 MiB alignment before the first partition, backup GPT at the end
+MDADM_RESERVE = 136 * MiB  # metadata 1.2 data offset (up to 128 MiB) plus headroom
+LVM_METADATA = 4 * MiB  # PV label, metadata area and first-extent alignment
+EXTENT = 4 * MiB
+MIN_LV_SIZE = 256 * MiB
+
+ESP_TYPE = "EF00"
+RAID_TYPE = "FD00"
+LVM_TYPE = "8E00"
+MD_METADATA = "1.2"
+
+DEFAULT_OPTIONS = {
+    "size_tolerance": 0.01,
+    "redundant_main": False,
+    "swap_on_ssd": False,
+    "backups": False,
+    "esp_size": GiB,
+    "slash_size": 50 * GiB,
+    "home_size": 16 * GiB,
+    "swap_size": None,  # None: the RAM size
+    "min_disk_size": 2 * GiB,
+    "main_vg": "main",
+    "swap_vg": "swap",
+    "large_vg": "large",
+}
+BACKUP_INODE_RATIO = 2048
+
+NEVER_ELIGIBLE_PREFIXES = (
+    ("loop", "loop device"),
+    ("zram", "compressed RAM device"),
+    ("ram", "RAM disk"),
+    ("nbd", "network block device"),
+    ("fd", "floppy drive"),
+    ("sr", "optical drive"),
+    ("md", "software RAID device"),
+    ("dm-", "device-mapper device"),
+)
+VG_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,15}$")
+
+
+class PlanError(Exception):
+    """The disks cannot be planned; the message says why, disk by disk."""
+
+
+@dataclass(frozen=True)
+class DiskGroup:
+    """Disks of one class and about the same size, ordered by name."""
+
+    disk_class: str
+    disks: tuple
+
+    @property
+    def names(self):
+        return tuple(disk["name"] for disk in self.disks)
+
+    @property
+    def smallest_size(self):
+        return min(disk["size"] for disk in self.disks)
+
+    def __len__(self):
+        return len(self.disks)
+
+
+@dataclass(frozen=True)
+class VolumeGroupRole:
+    """A group given its VG name, RAID level and kind.
+
+    Kinds: ``main`` (carries the ESPs), ``swap``, ``large``, ``spare`` (``main_N``, ``large_N``: no LV).
+    """
+
+    name: str
+    group: DiskGroup
+    raid_level: str
+    kind: str
+
+    @property
+    def is_main(self):
+        return self.kind == "main"
+
+
+def plan_storage(disks, ram_bytes, options=None):
+    """Return the storage plan (see the module docstring) for ``disks`` on a host with ``ram_bytes`` of RAM."""
+    options = effective_options(options, ram_bytes)
+    disks = sorted((normalise_disk(disk) for disk in disks), key=lambda disk: disk["name"])
+    refuse_duplicate_names(disks)
+
+    eligible, excluded = split_eligible(disks, options["min_disk_size"])
+    if not eligible:
+        raise PlanError(no_eligible_disk_message(excluded))
+
+    roles = assign_roles(eligible, options)
+    notes = in_use_notes(eligible)
+    notes += [note for role in roles for note in role_notes(role)]
+
+    partitions = []
+    arrays = []
+    volume_groups = []
+    vg_of_disk = {}
+    for role in roles:
+        role_partitions = partitions_for(role, options)
+        partitions += role_partitions
+        member_devices = sorted(p["device"] for p in role_partitions if p["type_code"] != ESP_TYPE)
+        if role.raid_level != "none":
+            arrays.append(array_for(role, member_devices))
+        volume_groups.append(volume_group_for(role, member_devices, options))
+        vg_of_disk.update((name, role.name) for name in role.group.names)
+    partitions.sort(key=lambda p: (p["disk"], p["number"]))
+
+    logical_volumes, lv_notes = logical_volumes_for(roles, volume_groups, options)
+    plan = {
+        "version": PLAN_VERSION,
+        "options": options,
+        "disks": [planned_disk(disk, vg_of_disk[disk["name"]]) for disk in eligible],
+        "excluded": excluded,
+        "partitions": partitions,
+        "arrays": arrays,
+        "volume_groups": volume_groups,
+        "logical_volumes": logical_volumes,
+        "notes": notes + lv_notes,
+    }
+    plan["summary"] = render_summary(plan)
+    plan["nixos"] = render_nixos(plan)
+    return plan
+
+
+# Input
+
+def effective_options(options, ram_bytes):
+    """Defaults filled in, values checked; ``swap_size`` resolved from the RAM size."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
+    if unknown:
+        raise PlanError("unknown planner option(s): %s" % ", ".join(unknown))
+    effective = dict(DEFAULT_OPTIONS)
+    effective.update((key, value) for key, value in options.items() if value is not None)
+
+    tolerance = effective["size_tolerance"]
+    if not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool) or not 0 <= tolerance < 1:
+        raise PlanError("size_tolerance must be a number from 0 to below 1, got %r" % (tolerance,))
+    for key in ("redundant_main", "swap_on_ssd", "backups"):
+        if not isinstance(effective[key], bool):
+            raise PlanError("%s must be true or false, got %r" % (key, effective[key]))
+    if effective["swap_size"] is None:
+        effective["swap_size"] = require_size("ram_bytes", ram_bytes)
+    for key in ("esp_size", "slash_size", "home_size", "swap_size", "min_disk_size"):
+        effective[key] = require_size(key, effective[key])
+    if effective["slash_size"] < MIN_LV_SIZE:
+        raise PlanError("slash_size must be at least 256 MiB, got %d bytes" % effective["slash_size"])
+    if effective["esp_size"] < 32 * MiB:
+        raise PlanError("esp_size must be at least 32 MiB (FAT32 minimum), got %d bytes" % effective["esp_size"])
+
+    vg_names = [effective[key] for key in ("main_vg", "swap_vg", "large_vg")]
+    for name in vg_names:
+        if not isinstance(name, str) or not VG_NAME_PATTERN.match(name):
+            raise PlanError("volume group name %r must be 1-16 characters of A-Z a-z 0-9 _ . + -" % (name,))
+    if len(set(vg_names)) != len(vg_names):
+        raise PlanError("main_vg, swap_vg and large_vg must differ, got %s" % ", ".join(vg_names))
+    return effective
+
+
+def require_size(key, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PlanError("%s must be a whole number of bytes (0 or more), got %r" % (key, value))
+    return value
+
+
+def normalise_disk(disk):
+    """A disk dict with every key the planner reads, or PlanError naming what is missing."""
+    if not isinstance(disk, dict):
+        raise PlanError("every disk must be a dict, got %r" % (disk,))
+    missing = [key for key in ("name", "size", "rotational") if disk.get(key) is None]
+    if missing:
+        raise PlanError("disk %r lacks %s" % (disk.get("name", disk), ", ".join(missing)))
+    name = str(disk["name"])
+    try:
+        size = int(disk["size"])
+    except (TypeError, ValueError):
+        raise PlanError("disk %s: size must be a number of bytes, got %r" % (name, disk["size"])) from None
+    normalised = {
+        "name": name,
+        "type": disk.get("type") or "disk",
+        "path": disk.get("path") or "/dev/" + name,
+        "dev": disk.get("dev") or "/dev/" + name,
+        "size": size,
+        "transport": disk.get("transport") or None,
+        "in_use_reasons": [str(reason) for reason in disk.get("in_use_reasons") or []],
+    }
+    for flag in ("rotational", "removable", "read_only", "boot_medium", "in_use"):
+        normalised[flag] = as_bool(name, flag, disk.get(flag, False))
+    return normalised
+
+
+def as_bool(disk_name, key, value):
+    """A fact flag as a bool; strings such as ``"false"`` are read as YAML would, never as truthy."""
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0", ""):
+        return False
+    raise PlanError("disk %s: %s must be true or false, got %r" % (disk_name, key, value))
+
+
+def refuse_duplicate_names(disks):
+    counts = Counter(disk["name"] for disk in disks)
+    duplicates = sorted(name for name, count in counts.items() if count > 1)
+    if duplicates:
+        raise PlanError("disk names must be unique; seen more than once: %s" % ", ".join(duplicates))
+
+
+# Eligibility
+
+def split_eligible(disks, min_disk_size):
+    """``(eligible disks with their class, [{disk, reason}])``, both in name order."""
+    eligible, excluded = [], []
+    for disk in disks:
+        reasons = exclusion_reasons(disk, min_disk_size)
+        if reasons:
+            excluded.append({"disk": disk["name"], "reason": "; ".join(reasons)})
+        else:
+            eligible.append(dict(disk, disk_class="hdd" if disk["rotational"] else "ssd"))
+    return eligible, excluded
+
+
+def exclusion_reasons(disk, min_disk_size):
+    """Every reason the disk cannot be planned (empty when it can)."""
+    kinds = [kind for prefix, kind in NEVER_ELIGIBLE_PREFIXES if disk["name"].startswith(prefix)][:1]
+    if not kinds and disk["type"] != "disk":
+        kinds = ["type %s, not a whole disk" % disk["type"]]
+    reasons = list(kinds)
+    if disk["removable"]:
+        reasons.append("removable")
+    if disk["transport"] == "usb":
+        reasons.append("on USB")
+    if disk["read_only"]:
+        reasons.append("read-only")
+    if disk["boot_medium"]:
+        reasons.append("boot medium (the running system lives on it)")
+    if disk["size"] == 0:
+        reasons.append("size 0 (no medium)")
+    elif disk["size"] < min_disk_size:
+        reasons.append("%s, smaller than the %s minimum" % (human_size(disk["size"]), human_size(min_disk_size)))
+    return reasons
+
+
+def no_eligible_disk_message(excluded):
+    if not excluded:
+        return "No disk to plan storage on: no disk was reported at all."
+    lines = ["No disk is eligible for the storage plan:"]
+    lines += ["  - %s: %s" % (entry["disk"], entry["reason"]) for entry in excluded]
+    return "\n".join(lines)
+
+
+def in_use_notes(eligible):
+    return [
+        "%s is in use (%s): storage_apply refuses it unless wiping is allowed"
+        % (disk["name"], ", ".join(disk["in_use_reasons"]) or "in use")
+        for disk in eligible
+        if disk["in_use"]
+    ]
+
+
+def planned_disk(disk, vg_name):
+    keys = ("name", "path", "dev", "size")
+    planned = {key: disk[key] for key in keys}
+    planned.update(
+        {"class": disk["disk_class"], "in_use": disk["in_use"], "in_use_reasons": disk["in_use_reasons"], "vg": vg_name}
+    )
+    return planned
+
+
+# Grouping and roles
+
+def group_by_size(disks, disk_class, tolerance):
+    """Disks of one class grouped greedily by size; inclusive tolerance against the group's smallest disk."""
+    tolerance = Fraction(str(tolerance))
+    groups, current = [], []
+    for disk in sorted(disks, key=lambda d: (d["size"], d["name"])):
+        if current and Fraction(disk["size"] - current[0]["size"]) > current[0]["size"] * tolerance:
+            groups.append(current)
+            current = []
+        current.append(disk)
+    if current:
+        groups.append(current)
+    return [DiskGroup(disk_class, tuple(sorted(group, key=lambda d: d["name"]))) for group in groups]
+
+
+def hdd_raid_level(disk_count):
+    """HDD rule, also used by ``main`` on HDD and by redundant SSD groups."""
+    if disk_count == 1:
+        return "none"
+    if disk_count == 2:
+        return "raid1"
+    if disk_count <= 4:
+        return "raid5"
+    return "raid6"
+
+
+def ssd_raid_level(disk_count, redundant):
+    if disk_count == 1:
+        return "none"
+    return hdd_raid_level(disk_count) if redundant else "raid0"
+
+
+def data_disk_count(raid_level, disk_count):
+    return {"none": 1, "raid0": disk_count, "raid1": 1, "raid5": disk_count - 1, "raid6": disk_count - 2}[raid_level]
+
+
+def nominal_usable(group, raid_level):
+    """Capacity after RAID, before any overhead: what the spec ranks groups by."""
+    return group.smallest_size * data_disk_count(raid_level, len(group))
+
+
+def ranked(groups, raid_level_of):
+    """Best first: larger usable, more disks, larger smallest disk, then alphabetical names."""
+    def rank_key(group):
+        return (-nominal_usable(group, raid_level_of(group)), -len(group), -group.smallest_size, group.names)
+
+    return sorted(groups, key=rank_key)
+
+
+def assign_roles(eligible, options):
+    """Give every group its VG name and RAID level, in role order (main, main_N, swap, large, large_N)."""
+    tolerance = options["size_tolerance"]
+    ssd_groups = group_by_size([d for d in eligible if d["disk_class"] == "ssd"], "ssd", tolerance)
+    hdd_groups = group_by_size([d for d in eligible if d["disk_class"] == "hdd"], "hdd", tolerance)
+
+    def ssd_level(group):
+        return ssd_raid_level(len(group), options["redundant_main"])
+
+    def hdd_level(group):
+        return hdd_raid_level(len(group))
+
+    roles = []
+    if ssd_groups:
+        main_group, *other_ssd_groups = ranked(ssd_groups, ssd_level)
+        roles.append(VolumeGroupRole(options["main_vg"], main_group, ssd_level(main_group), "main"))
+        roles += numbered_roles(options["main_vg"], other_ssd_groups, ssd_level)
+    else:
+        main_group, *hdd_groups = ranked(hdd_groups, hdd_level)
+        roles.append(VolumeGroupRole(options["main_vg"], main_group, hdd_level(main_group), "main"))
+
+    pairs = [group for group in hdd_groups if len(group) == 2]
+    swap_group = min(pairs, key=lambda group: (group.smallest_size, group.names)) if pairs else None
+    if swap_group is not None:
+        roles.append(VolumeGroupRole(options["swap_vg"], swap_group, "raid1", "swap"))
+
+    large_tier = ranked([group for group in hdd_groups if group is not swap_group], hdd_level)
+    if large_tier:
+        large_group, *other_large_groups = large_tier
+        roles.append(VolumeGroupRole(options["large_vg"], large_group, hdd_level(large_group), "large"))
+        roles += numbered_roles(options["large_vg"], other_large_groups, hdd_level)
+    return roles
+
+
+def numbered_roles(base_name, groups, raid_level_of):
+    """Spare VGs ``<base>_1``, ``<base>_2``... in rank order."""
+    return [
+        VolumeGroupRole("%s_%d" % (base_name, number), group, raid_level_of(group), "spare")
+        for number, group in enumerate(groups, start=1)
+    ]
+
+
+def role_notes(role):
+    if role.is_main and role.group.disk_class == "hdd":
+        return ["no SSD is eligible: VG %s is on HDDs (%s)" % (role.name, role.raid_level)]
+    if role.kind == "spare":
+        what = "%s, %s" % (role.group.disk_class, role.raid_level)
+        return ["VG %s (%s) gets no logical volume and is not mounted" % (role.name, what)]
+    return []
+
+
+# Partitions, arrays, volume groups
+
+def partition_device(disk_name, number):
+    """``/dev/sda2``, ``/dev/nvme0n1p2``: a ``p`` when the disk name ends in a digit."""
+    separator = "p" if disk_name[-1:].isdigit() else ""
+    return "/dev/%s%s%d" % (disk_name, separator, number)
+
+
+def partitions_for(role, options):
+    """GPT entries for every disk of the role: the ESP on main disks, then one partition for the rest."""
+    partitions = []
+    for index, disk_name in enumerate(role.group.names, start=1):
+        number = 1
+        if role.is_main:
+            partitions.append(
+                {
+                    "disk": disk_name,
+                    "number": number,
+                    "device": partition_device(disk_name, number),
+                    "type_code": ESP_TYPE,
+                    "size": options["esp_size"],
+                    "partlabel": "%s-esp%d" % (role.name, index),
+                    "filesystem": "vfat",
+                    "label": "EFI" if index == 1 else "EFI%d" % index,
+                    "mountpoint": "/boot" if index == 1 else None,
+                }
+            )
+            number += 1
+        under_raid = role.raid_level != "none"
+        partitions.append(
+            {
+                "disk": disk_name,
+                "number": number,
+                "device": partition_device(disk_name, number),
+                "type_code": RAID_TYPE if under_raid else LVM_TYPE,
+                "size": None,
+                "partlabel": "%s-%s%d" % (role.name, "raid" if under_raid else "pv", index),
+                "filesystem": None,
+                "label": None,
+                "mountpoint": None,
+            }
+        )
+    return partitions
+
+
+def array_for(role, member_devices):
+    return {
+        "name": role.name,
+        "device": "/dev/md/%s" % role.name,
+        "level": role.raid_level,
+        "devices": member_devices,
+        "metadata": MD_METADATA,
+    }
+
+
+def volume_group_for(role, member_devices, options):
+    pvs = member_devices if role.raid_level == "none" else ["/dev/md/%s" % role.name]
+    return {
+        "name": role.name,
+        "raid_level": role.raid_level,
+        "disks": list(role.group.names),
+        "class": role.group.disk_class,
+        "pvs": pvs,
+        "size": estimated_vg_size(role, options["esp_size"]),
+    }
+
+
+def round_down(size, unit=EXTENT):
+    return max(0, size - size % unit)
+
+
+def estimated_vg_size(role, esp_size):
+    """Usable bytes in the VG, estimated low: see "Capacity estimate" in the module docstring."""
+    member_partition = role.group.smallest_size - GPT_OVERHEAD - (esp_size if role.is_main else 0)
+    if role.raid_level == "none":
+        pv_size = member_partition
+    else:
+        member_data = round_down(member_partition - MDADM_RESERVE)
+        pv_size = member_data * data_disk_count(role.raid_level, len(role.group))
+    return round_down(pv_size - LVM_METADATA)
+
+
+# Logical volumes
+
+class VolumeGroupSpace:
+    """What is left in one VG while its LVs are carved out in order."""
+
+    def __init__(self, volume_group):
+        self.volume_group = volume_group
+        self.free = volume_group["size"]
+        self.volumes = []
+        self.notes = []
+
+    def carve(self, name, requested, filesystem="ext4", mountpoint=None, inode_ratio=None):
+        """Add an LV of ``requested`` bytes clipped to what is left; leave it out below MIN_LV_SIZE."""
+        vg_name = self.volume_group["name"]
+        size = min(round_down(requested), self.free)
+        if size < MIN_LV_SIZE:
+            self.notes.append(
+                "%s/%s left out: only %s available (%s requested, the minimum is %s)"
+                % (vg_name, name, human_size(size), human_size(requested), human_size(MIN_LV_SIZE))
+            )
+            return None
+        if size < round_down(requested):
+            self.notes.append(
+                "%s/%s clipped to %s (%s requested)" % (vg_name, name, human_size(size), human_size(requested))
+            )
+        self.free -= size
+        self.volumes.append(
+            {
+                "vg": vg_name,
+                "name": name,
+                "device": "/dev/%s/%s" % (vg_name, name),
+                "size": size,
+                "filesystem": filesystem,
+                "label": name,
+                "mountpoint": mountpoint,
+                "inode_ratio": inode_ratio,
+            }
+        )
+        return size
+
+
+def swap_vg_name(roles, options):
+    """VG ``swap``, else ``large``, else ``main`` when on HDD or ``swap_on_ssd``; None when nowhere."""
+    by_kind = {role.kind: role for role in roles if role.kind != "spare"}
+    for kind in ("swap", "large"):
+        if kind in by_kind:
+            return by_kind[kind].name
+    main = by_kind["main"]
+    if main.group.disk_class == "hdd" or options["swap_on_ssd"]:
+        return main.name
+    return None
+
+
+def logical_volumes_for(roles, volume_groups, options):
+    """``(logical volumes in VG order, notes)``."""
+    spaces = {vg["name"]: VolumeGroupSpace(vg) for vg in volume_groups}
+    main = spaces[options["main_vg"]]
+    if main.carve("slash", options["slash_size"], mountpoint="/") is None:
+        raise PlanError(
+            "VG %s (%s) is too small to hold / (at least %s needed)"
+            % (main.volume_group["name"], human_size(main.volume_group["size"]), human_size(MIN_LV_SIZE))
+        )
+    main.carve("home", min(options["home_size"], main.free // 4), mountpoint="/home")
+
+    notes = []
+    swap_vg = swap_vg_name(roles, options)
+    if swap_vg is None:
+        notes.append("no swap volume: there is no HDD volume group and swap_on_ssd is false")
+    elif options["swap_size"] == 0:
+        notes.append("no swap volume: swap_size is 0")
+    else:
+        spaces[swap_vg].carve("swap", options["swap_size"], filesystem="swap")
+
+    large = spaces.get(options["large_vg"])
+    if large is not None:
+        inode_ratio = BACKUP_INODE_RATIO if options["backups"] else None
+        large.carve("data", large.free, mountpoint="/data", inode_ratio=inode_ratio)
+
+    logical_volumes = []
+    for vg in volume_groups:
+        logical_volumes += spaces[vg["name"]].volumes
+        notes += spaces[vg["name"]].notes
+    return logical_volumes, notes

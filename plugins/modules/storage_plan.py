@@ -1,0 +1,260 @@
+#!/usr/bin/python
+# Copyright: pre-nixos baseline engineers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: storage_plan
+short_description: Plan GPT, ESP, mdadm RAID, LVM and filesystems for the disks of a machine
+version_added: "0.1.0"
+description:
+  - Turns the disks that M(prenixos.baseline.disk_facts) reports into a storage plan that
+    M(prenixos.baseline.storage_apply) consumes as it is.
+  - Planning is pure; it runs no command and touches no disk. The only side effect is writing
+    the plan to O(dest) when asked.
+  - The planner decides which disks are eligible and lists the others, with their reasons,
+    under C(excluded). When no disk is eligible the module fails with a message naming every
+    disk and why it was excluded.
+  - The rules (grouping, RAID levels, volume groups C(main), C(swap), C(large), logical volumes)
+    are documented in C(plugins/module_utils/planner.py).
+author: pre-nixos baseline engineers (@prenixos)
+options:
+  disks:
+    description:
+      - Every disk M(prenixos.baseline.disk_facts) saw, as in C(ansible_facts.prenixos_disks).
+      - Each needs at least C(name), C(size) (bytes) and C(rotational).
+    type: list
+    elements: dict
+    required: true
+  ram_bytes:
+    description:
+      - RAM size in bytes; the swap volume is this big unless O(swap_size) is set.
+      - When not set, C(MemTotal) from C(/proc/meminfo) of the target.
+    type: int
+  size_tolerance:
+    description:
+      - Disks of one class whose sizes differ by at most this fraction of the smaller one form a group.
+    type: float
+    default: 0.01
+  redundant_main:
+    description:
+      - Build the SSD C(main) group with redundancy (RAID1 for a pair, RAID5 for 3-4 disks,
+        RAID6 for 5 or more) instead of RAID0.
+    type: bool
+    default: false
+  swap_on_ssd:
+    description:
+      - Allow the swap volume in C(main) on SSDs when there is no HDD volume group for it.
+    type: bool
+    default: false
+  backups:
+    description:
+      - The C(large/data) filesystem is meant for hard-link backups and gets one inode per 2 KiB.
+    type: bool
+    default: false
+  swap_size:
+    description:
+      - Size of the swap volume in bytes; defaults to the RAM size. Clipped to what its volume group holds.
+    type: int
+  slash_size:
+    description:
+      - Size of C(main/slash), mounted at C(/), in bytes; defaults to 50 GiB. Clipped to what C(main) holds.
+    type: int
+  home_size:
+    description:
+      - Largest size of C(main/home), mounted at C(/home), in bytes; defaults to 16 GiB.
+      - It never takes more than a quarter of what C(main) has left after C(/).
+    type: int
+  dest:
+    description:
+      - File to write the plan to, as JSON. Written atomically and only when its content differs.
+    type: path
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
+"""
+
+EXAMPLES = r"""
+- name: Gather the disks
+  prenixos.baseline.disk_facts:
+
+- name: Plan the storage and keep the plan for the applier
+  prenixos.baseline.storage_plan:
+    disks: "{{ ansible_facts.prenixos_disks }}"
+    redundant_main: true
+    dest: /run/pre-nixos/storage-plan.json
+  register: storage_plan
+
+- name: Show the plan
+  ansible.builtin.debug:
+    msg: "{{ storage_plan.plan.summary }}"
+
+- name: Plan two SSDs by hand, with 32 GiB of swap
+  prenixos.baseline.storage_plan:
+    disks:
+      - {name: sda, size: 500107862016, rotational: false}
+      - {name: sdb, size: 500107862016, rotational: false}
+    ram_bytes: 34359738368
+    swap_on_ssd: true
+"""
+
+RETURN = r"""
+plan:
+  description:
+    - The storage plan, version 1. Sizes are bytes; a partition C(size) of null means the rest of the disk.
+    - The authoritative description of every key is the docstring of C(plugins/module_utils/planner.py).
+  returned: success
+  type: dict
+  contains:
+    version:
+      description: Plan format version.
+      type: int
+      sample: 1
+    options:
+      description: The effective planner options, every default filled in.
+      type: dict
+    disks:
+      description: The planned disks (C(name), C(path), C(dev), C(size), C(class), C(in_use), C(in_use_reasons), C(vg)).
+      type: list
+      elements: dict
+    excluded:
+      description: Every disk not planned, as C({disk, reason}).
+      type: list
+      elements: dict
+      sample: [{disk: sr0, reason: "optical drive; removable; size 0 (no medium)"}]
+    partitions:
+      description: >-
+        GPT entries C({disk, number, device, type_code, size, partlabel, filesystem, label, mountpoint}).
+      type: list
+      elements: dict
+    arrays:
+      description: mdadm arrays C({name, device, level, devices, metadata}).
+      type: list
+      elements: dict
+    volume_groups:
+      description: C({name, raid_level, disks, class, pvs, size}); C(size) is a conservative estimate of usable bytes.
+      type: list
+      elements: dict
+    logical_volumes:
+      description: C({vg, name, device, size, filesystem, label, mountpoint, inode_ratio}).
+      type: list
+      elements: dict
+    notes:
+      description: What a person should know about the plan (disks in use, volumes clipped or left out).
+      type: list
+      elements: str
+    summary:
+      description: A readable tree disk -> partition -> array -> VG -> LV -> filesystem -> mount.
+      type: str
+    nixos:
+      description: A NixOS module fragment mounting everything by label.
+      type: str
+  sample:
+    version: 1
+    volume_groups:
+      - {name: main, raid_level: none, disks: [nvme0n1], class: ssd, pvs: [/dev/nvme0n1p2], size: 998898941952}
+    logical_volumes:
+      - {vg: main, name: slash, device: /dev/main/slash, size: 53687091200, filesystem: ext4, label: slash,
+         mountpoint: /, inode_ratio: null}
+dest:
+  description: Where the plan was (or in check mode would be) written.
+  returned: when O(dest) is set
+  type: str
+  sample: /run/pre-nixos/storage-plan.json
+"""
+
+import json
+import os
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.prenixos.baseline.plugins.module_utils.planner import PlanError, plan_storage
+
+PLANNER_OPTIONS = ("size_tolerance", "redundant_main", "swap_on_ssd", "backups", "swap_size", "slash_size", "home_size")
+
+
+def ram_bytes_from_meminfo(path="/proc/meminfo"):
+    """MemTotal in bytes, or None when it cannot be read."""
+    try:
+        with open(path) as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def plan_as_json(plan):
+    return json.dumps(plan, indent=2, sort_keys=True) + "\n"
+
+
+def read_text(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_atomically(module, path, content):
+    directory = os.path.dirname(path) or "."
+    fd, tmp_path = tempfile.mkstemp(prefix=".storage-plan.", dir=directory)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+    module.atomic_move(tmp_path, path)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "disks": {"type": "list", "elements": "dict", "required": True},
+            "ram_bytes": {"type": "int"},
+            "size_tolerance": {"type": "float", "default": 0.01},
+            "redundant_main": {"type": "bool", "default": False},
+            "swap_on_ssd": {"type": "bool", "default": False},
+            "backups": {"type": "bool", "default": False},
+            "swap_size": {"type": "int"},
+            "slash_size": {"type": "int"},
+            "home_size": {"type": "int"},
+            "dest": {"type": "path"},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    ram_bytes = params["ram_bytes"] if params["ram_bytes"] is not None else ram_bytes_from_meminfo()
+    if ram_bytes is None and params["swap_size"] is None:
+        module.fail_json(msg="cannot read MemTotal from /proc/meminfo; set ram_bytes or swap_size")
+    options = {key: params[key] for key in PLANNER_OPTIONS if params[key] is not None}
+
+    try:
+        plan = plan_storage(params["disks"], ram_bytes, options)
+    except PlanError as error:
+        module.fail_json(msg=str(error))
+
+    result = {"changed": False, "plan": plan}
+    dest = params["dest"]
+    if dest:
+        result["dest"] = dest
+        content = plan_as_json(plan)
+        try:
+            result["changed"] = read_text(dest) != content
+            if result["changed"] and not module.check_mode:
+                write_atomically(module, dest, content)
+        except OSError as error:
+            module.fail_json(msg="cannot write the plan to %s: %s" % (dest, error), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""The storage_plan module: a thin shell over the planner that may write the plan to a file."""
+from __future__ import annotations
+
+import json
+
+from module_harness import run_module
+
+from ansible_collections.prenixos.baseline.plugins.module_utils.planner import plan_storage
+from ansible_collections.prenixos.baseline.plugins.modules import storage_plan
+
+GiB = 1024 ** 3
+TB = 1000 ** 4
+
+
+def disk(name, size, rotational, **facts):
+    reported = {"name": name, "type": "disk", "path": "/dev/" + name, "dev": "/dev/" + name, "size": size,
+                "rotational": rotational, "removable": False, "read_only": False, "transport": "sata",
+                "boot_medium": False, "in_use": False, "in_use_reasons": []}
+    reported.update(facts)
+    return reported
+
+
+TWO_SSDS_TWO_HDDS = [disk("sda", TB, False), disk("sdb", TB, False), disk("sdc", 4 * TB, True),
+                     disk("sdd", 4 * TB, True)]
+
+
+def test_the_module_returns_the_planners_plan_and_changes_nothing(capsys):
+    result = run_module(storage_plan.main, {"disks": TWO_SSDS_TWO_HDDS, "ram_bytes": 8 * GiB}, capsys)
+    assert result["changed"] is False
+    assert result["plan"] == plan_storage(TWO_SSDS_TWO_HDDS, 8 * GiB, {"size_tolerance": 0.01})
+    assert "dest" not in result
+
+
+def test_options_reach_the_planner(capsys):
+    args = {"disks": TWO_SSDS_TWO_HDDS, "ram_bytes": 8 * GiB, "redundant_main": True, "backups": True,
+            "swap_size": 2 * GiB, "slash_size": 20 * GiB, "home_size": 4 * GiB, "size_tolerance": 0.02}
+    plan = run_module(storage_plan.main, args, capsys)["plan"]
+    assert [(vg["name"], vg["raid_level"]) for vg in plan["volume_groups"]] == [("main", "raid1"), ("swap", "raid1")]
+    assert [(lv["name"], lv["size"]) for lv in plan["logical_volumes"]] == [
+        ("slash", 20 * GiB),
+        ("home", 4 * GiB),
+        ("swap", 2 * GiB),
+    ]
+    assert (plan["options"]["backups"], plan["options"]["size_tolerance"]) == (True, 0.02)
+
+
+def test_check_mode_with_dest_writes_nothing_and_reports_the_change(tmp_path, capsys):
+    dest = tmp_path / "plan.json"
+    args = {"disks": TWO_SSDS_TWO_HDDS, "ram_bytes": 8 * GiB, "dest": str(dest)}
+    result = run_module(storage_plan.main, args, capsys, check_mode=True)
+    assert (result["changed"], result["dest"]) == (True, str(dest))
+    assert not dest.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dest_is_written_once_and_a_second_run_changes_nothing(tmp_path, capsys):
+    dest = tmp_path / "plan.json"
+    args = {"disks": TWO_SSDS_TWO_HDDS, "ram_bytes": 8 * GiB, "dest": str(dest)}
+    first = run_module(storage_plan.main, args, capsys)
+    second = run_module(storage_plan.main, args, capsys)
+    in_check_mode = run_module(storage_plan.main, args, capsys, check_mode=True)
+    assert (first["changed"], second["changed"], in_check_mode["changed"]) == (True, False, False)
+    assert json.loads(dest.read_text()) == first["plan"]
+    assert [path.name for path in tmp_path.iterdir()] == ["plan.json"]
+
+
+def test_a_different_plan_replaces_the_file(tmp_path, capsys):
+    dest = tmp_path / "plan.json"
+    dest.write_text('{"version": 1}\n')
+    args = {"disks": TWO_SSDS_TWO_HDDS, "ram_bytes": 8 * GiB, "dest": str(dest)}
+    result = run_module(storage_plan.main, args, capsys)
+    assert result["changed"] is True
+    assert json.loads(dest.read_text()) == result["plan"]
+
+
+def test_no_eligible_disk_fails_with_every_disk_and_its_reason(capsys):
+    disks = [disk("sda", 64 * 1000 ** 3, False, transport="usb", removable=True, boot_medium=True),
+             disk("sr0", 0, False, type="rom", removable=True)]
+    result = run_module(storage_plan.main, {"disks": disks, "ram_bytes": 8 * GiB}, capsys)
+    assert result["failed"] is True
+    assert result["msg"] == (
+        "No disk is eligible for the storage plan:\n"
+        "  - sda: removable; on USB; boot medium (the running system lives on it)\n"
+        "  - sr0: optical drive; removable; size 0 (no medium)"
+    )
+
+
+def test_ram_defaults_to_memtotal_of_the_host(monkeypatch, capsys):
+    monkeypatch.setattr(storage_plan, "ram_bytes_from_meminfo", lambda: 6 * GiB)
+    plan = run_module(storage_plan.main, {"disks": TWO_SSDS_TWO_HDDS}, capsys)["plan"]
+    assert plan["options"]["swap_size"] == 6 * GiB
+
+
+def test_memtotal_is_read_in_bytes(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       16318412 kB\nMemFree:         1234 kB\n")
+    assert storage_plan.ram_bytes_from_meminfo(str(meminfo)) == 16318412 * 1024
+    assert storage_plan.ram_bytes_from_meminfo(str(tmp_path / "missing")) is None
+
+
+def test_unreadable_ram_without_swap_size_fails_clearly(monkeypatch, capsys):
+    monkeypatch.setattr(storage_plan, "ram_bytes_from_meminfo", lambda: None)
+    result = run_module(storage_plan.main, {"disks": TWO_SSDS_TWO_HDDS}, capsys)
+    assert result["failed"] is True
+    assert result["msg"] == "cannot read MemTotal from /proc/meminfo; set ram_bytes or swap_size"
