@@ -1,5 +1,5 @@
 # Copyright: pre-nixos baseline engineers
-# MIT License
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Render a storage plan (see ``planner.py``) for people and for NixOS.
 
 ``render_summary(plan)``: a tree disk -> partition -> array -> VG -> LV -> filesystem -> mount,

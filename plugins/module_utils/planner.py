@@ -1,5 +1,5 @@
 # Copyright: pre-nixos baseline engineers
-# MIT License
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The storage planner: every disk ``disk_facts`` saw in, a versioned storage plan out.
 
 Pure: no command, no file, no I/O. The same disks in any input order give an identical
@@ -52,7 +52,7 @@ Capacity estimate (conservative, so the applier never asks for more than exists)
 
 Logical volumes
     ``main``: ``slash`` (``slash_size``, at ``/``), then ``home`` (min(``home_size``, a quarter
-    of what is left after ``/``), at ``/home``). The swap LV (``swap_size``, default the RAM size)
+    of what is left after ``/``), at ``/home``). The swap LV (``swap_size``, default the RAM size up to 32 GiB)
     goes into VG ``swap``, else ``large``, else ``main`` when ``main`` is on HDD or
     ``swap_on_ssd`` is set. ``large``: ``data``, the rest, at ``/data`` (``inode_ratio`` 2048
     with ``backups``). Every request is rounded down to 4 MiB and clipped to what the VG has
@@ -102,6 +102,7 @@ MDADM_RESERVE = 136 * MiB  # metadata 1.2 data offset (up to 128 MiB) plus headr
 LVM_METADATA = 4 * MiB  # PV label, metadata area and first-extent alignment
 EXTENT = 4 * MiB
 MIN_LV_SIZE = 256 * MiB
+SWAP_CEILING = 32 * GiB  # default swap follows the RAM size up to this
 
 ESP_TYPE = "EF00"
 RAID_TYPE = "FD00"
@@ -240,7 +241,7 @@ def effective_options(options, ram_bytes):
         if not isinstance(effective[key], bool):
             raise PlanError("%s must be true or false, got %r" % (key, effective[key]))
     if effective["swap_size"] is None:
-        effective["swap_size"] = require_size("ram_bytes", ram_bytes)
+        effective["swap_size"] = min(require_size("ram_bytes", ram_bytes), SWAP_CEILING)
     for key in ("esp_size", "slash_size", "home_size", "swap_size", "min_disk_size"):
         effective[key] = require_size(key, effective[key])
     if effective["slash_size"] < MIN_LV_SIZE:

@@ -68,7 +68,8 @@ options:
     type: int
   dest:
     description:
-      - File to write the plan to, as JSON. Written atomically and only when its content differs.
+      - File to write the plan to, as JSON. Written atomically and only when its content differs;
+        its directory is created when missing.
     type: path
 attributes:
   check_mode:
@@ -209,6 +210,7 @@ def read_text(path):
 
 def write_atomically(module, path, content):
     directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
     fd, tmp_path = tempfile.mkstemp(prefix=".storage-plan.", dir=directory)
     with os.fdopen(fd, "w") as handle:
         handle.write(content)

@@ -472,7 +472,12 @@ def test_logical_volumes_never_exceed_their_volume_group():
     home = (main_size - 50 * GiB) // 4 // (4 * MiB) * (4 * MiB)
     swap = main_size - 50 * GiB - home
     assert sizes == [("slash", 50 * GiB), ("home", home), ("swap", swap)]
-    assert plan["notes"][-1] == "main/swap clipped to %.1f GiB (64.0 GiB requested)" % (swap / GiB)
+    assert plan["notes"][-1] == "main/swap clipped to %.1f GiB (32.0 GiB requested)" % (swap / GiB)
+
+
+def test_default_swap_follows_the_ram_size_up_to_32_gib():
+    plan = plan_storage([ssd("sda"), hdd("sdb", 200 * GiB)], 256 * GiB)
+    assert [lv["size"] for lv in plan["logical_volumes"] if lv["name"] == "swap"] == [32 * GiB]
 
 
 def test_a_volume_below_256_mib_is_left_out_with_a_note():
