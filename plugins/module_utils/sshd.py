@@ -23,7 +23,6 @@ EQUIVALENT_VALUES = {("permitrootlogin", "without-password"): "prohibit-password
 MANAGED_HEADER = "# Managed by prenixos.baseline (ssh_hardening); local changes are replaced.\n"
 
 
-
 def check_public_key(line):
     """Return the normalised key line, or raise ValueError saying what is wrong with it."""
     text = (line or "").strip()

@@ -52,9 +52,9 @@ def fake_sshd(tmp_path, monkeypatch):
     return tmp_path
 
 
-def hardening_args(root, settings=HARDENED):
+def hardening_args(root):
     return {
-        "settings": settings,
+        "settings": HARDENED,
         "path": str(root / "sshd_config.d" / "00-pre-nixos.conf"),
         "config": str(root / "sshd_config"),
         "privsep_dir": str(root / "run-sshd"),
