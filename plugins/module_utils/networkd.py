@@ -4,6 +4,7 @@
 
 Pure functions over strings and dicts: no command, no file.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -99,8 +100,12 @@ def parse_ipv4_address(text):
             if info.get("family") != "inet" or info.get("scope", "global") != "global" or info.get("tentative"):
                 continue
             try:
-                found.append((not info.get("dynamic", False), ipaddress.ip_interface(
-                    "%s/%s" % (info["local"], info["prefixlen"]))))
+                found.append(
+                    (
+                        not info.get("dynamic", False),
+                        ipaddress.ip_interface("%s/%s" % (info["local"], info["prefixlen"])),
+                    )
+                )
             except (KeyError, ValueError):
                 continue
     return min(found, key=lambda item: item[0])[1] if found else None

@@ -16,6 +16,7 @@ the kernel: that, and a missing file, reads as ``None`` (unknown).
 Everything here is pure except :func:`read_file` (the one sysfs reader, replaceable in
 tests) and :func:`gather_nics`, which walks the tree.
 """
+
 from __future__ import annotations
 
 import errno
@@ -25,7 +26,8 @@ import re
 
 # Reading these errors means "the kernel cannot tell now", not "something is broken".
 UNKNOWN_ERRNOS = (errno.ENOENT, errno.EINVAL, errno.ENODEV, errno.EOPNOTSUPP, errno.ENOTSUP)
-PCI_ADDRESS = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+# PCI addresses and root buses are fixed-width hex: compared as text they sort in bus order.
+PCI_ADDRESS = re.compile(r"^([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]|pci[0-9a-f]{4}:[0-9a-f]{2})$")
 MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 IFF_UP = 0x1
 ADDR_ASSIGN_PERMANENT = 0

@@ -324,11 +324,15 @@ class Lan:
     def candidates(self):
         found = nics.candidates(self.nics, self.params["mac"])
         if not self.nics:
-            raise LanFailure("no physical NIC: no interface in %s has a device link"
-                             % os.path.join(self.params["sysfs_root"], "class", "net"))
+            raise LanFailure(
+                "no physical NIC: no interface in %s has a device link"
+                % os.path.join(self.params["sysfs_root"], "class", "net")
+            )
         if not found:
-            raise LanFailure("no NIC has the MAC %s; the NICs are: %s"
-                             % (self.params["mac"], ", ".join(nics.describe(nic) for nic in self.nics)))
+            raise LanFailure(
+                "no NIC has the MAC %s; the NICs are: %s"
+                % (self.params["mac"], ", ".join(nics.describe(nic) for nic in self.nics))
+            )
         return found
 
     def named(self):
@@ -356,8 +360,10 @@ class Lan:
             if chosen is not None:
                 return chosen
             if time.monotonic() >= deadline:
-                raise LanFailure("no carrier on any NIC within %s s: %s"
-                                 % (self.params["carrier_timeout"], ", ".join(nics.describe(n) for n in candidates)))
+                raise LanFailure(
+                    "no carrier on any NIC within %s s: %s"
+                    % (self.params["carrier_timeout"], ", ".join(nics.describe(n) for n in candidates))
+                )
             time.sleep(self.params["poll_interval"])
 
     def choose(self):
@@ -372,8 +378,10 @@ class Lan:
                 return candidates[0]
             chosen = nics.pick_nic(candidates, self.name)
             if chosen is None:
-                raise LanFailure("no NIC has a link now, so none can be chosen for the files under %s; name it with mac"
-                                 " (NICs: %s)" % (self.params["root"], ", ".join(nics.describe(n) for n in candidates)))
+                raise LanFailure(
+                    "no NIC has a link now, so none can be chosen for the files under %s; name it with mac"
+                    " (NICs: %s)" % (self.params["root"], ", ".join(nics.describe(n) for n in candidates))
+                )
             return chosen
         if self.check:
             return nics.pick_nic(candidates, self.name)
@@ -386,7 +394,8 @@ class Lan:
             return nic["name"]
         for directory in (self.network_dir, LIVE_NETWORK_DIR):
             recorded = networkd.recorded_original_name(
-                read_text(os.path.join(directory, networkd.link_file_name(self.name))), nic)
+                read_text(os.path.join(directory, networkd.link_file_name(self.name))), nic
+            )
             if recorded:
                 return recorded
         return nic["name"]
@@ -396,8 +405,10 @@ class Lan:
             return False
         holder = self.named()
         if holder is not None:
-            raise LanFailure("cannot name %s %s: %s already has that name but no link; unplug its cable or reboot"
-                             % (nic["name"], self.name, nics.describe(holder)))
+            raise LanFailure(
+                "cannot name %s %s: %s already has that name but no link; unplug its cable or reboot"
+                % (nic["name"], self.name, nics.describe(holder))
+            )
         self.act([self.ip, "link", "set", "dev", nic["name"], "down"])
         self.act([self.ip, "link", "set", "dev", nic["name"], "name", self.name])
         self.act([self.ip, "link", "set", "dev", self.name, "up"])
@@ -421,8 +432,10 @@ class Lan:
             if time.monotonic() >= deadline:
                 if lease["address"]:
                     return lease
-                raise LanFailure("link %s (%s, was %s) is up, but no DHCP answer in %s s"
-                                 % (self.name, nic["mac"], self.original_name(nic), self.params["dhcp_timeout"]))
+                raise LanFailure(
+                    "link %s (%s, was %s) is up, but no DHCP answer in %s s"
+                    % (self.name, nic["mac"], self.original_name(nic), self.params["dhcp_timeout"])
+                )
             time.sleep(self.params["poll_interval"])
 
     def run(self):
@@ -433,17 +446,22 @@ class Lan:
             for candidate in self.candidates():
                 if not candidate["up"]:
                     self.act([self.ip, "link", "set", "dev", candidate["name"], "up"])
-            self.result["msg"] = "no NIC has a link now; a real run brings the candidates up and waits up to %s s" % (
-                self.params["carrier_timeout"])
+            self.result["msg"] = (
+                "no NIC has a link now; a real run brings the candidates up and waits up to %s s"
+                % (self.params["carrier_timeout"])
+            )
             return None
 
         original_name = self.original_name(nic)
         renamed = self.rename(nic) if self.live else False
         # The .link file only matters when udev names a new device (next boot): no live action for it.
-        self.converge_file(os.path.join(self.network_dir, networkd.link_file_name(self.name)),
-                           networkd.render_link(nic, self.name, original_name))
-        network_changed = self.converge_file(os.path.join(self.network_dir, networkd.network_file_name(self.name)),
-                                             networkd.render_network(self.name))
+        self.converge_file(
+            os.path.join(self.network_dir, networkd.link_file_name(self.name)),
+            networkd.render_link(nic, self.name, original_name),
+        )
+        network_changed = self.converge_file(
+            os.path.join(self.network_dir, networkd.network_file_name(self.name)), networkd.render_network(self.name)
+        )
 
         lease = networkd.lease_facts(None, None, [])
         if nic["name"] == self.name or not self.live:
@@ -454,16 +472,24 @@ class Lan:
                 lease = self.wait_for_lease(nic)
 
         self.result.update(lease)
-        self.result.update(name=self.name, original_name=original_name, mac=nic["mac"],
-                           permanent_mac=nic["permanent_mac"])
+        self.result.update(
+            name=self.name, original_name=original_name, mac=nic["mac"], permanent_mac=nic["permanent_mac"]
+        )
         if not self.live:
-            self.result["msg"] = "files for %s (%s, was %s) under %s" % (self.name, nic["mac"], original_name,
-                                                                       self.params["root"])
+            self.result["msg"] = "files for %s (%s, was %s) under %s" % (
+                self.name,
+                nic["mac"],
+                original_name,
+                self.params["root"],
+            )
         elif lease["address"]:
             self.result["msg"] = "ssh root@%s (%s is %s %s)" % (lease["address"], self.name, original_name, nic["mac"])
         else:
-            self.result["msg"] = "would name %s (%s) %s and ask DHCP for an address" % (original_name, nic["mac"],
-                                                                                        self.name)
+            self.result["msg"] = "would name %s (%s) %s and ask DHCP for an address" % (
+                original_name,
+                nic["mac"],
+                self.name,
+            )
         return lease["address"] and networkd.success_lines(lease, self.name, dict(nic, name=original_name))
 
     # ------------------------------------------------------------------ telling the operator
@@ -479,8 +505,14 @@ class Lan:
             if before != wanted:
                 issue_changed = True
                 self.changed = True
-                self.diff.append({"before": before or "", "after": wanted, "before_header": self.params["issue_path"],
-                                  "after_header": self.params["issue_path"]})
+                self.diff.append(
+                    {
+                        "before": before or "",
+                        "after": wanted,
+                        "before_header": self.params["issue_path"],
+                        "after_header": self.params["issue_path"],
+                    }
+                )
                 write_text(self.module, self.params["issue_path"], wanted)
         if issue_changed or (not self.params["issue_path"] and self.changed):
             write_consoles(console_devices(self.params["consoles"], self.params["sysfs_root"]), lines)
@@ -512,8 +544,9 @@ def main():
     lan = Lan(module, Runner(module))
     try:
         if module.params["mac"] is not None and nics.normalize_mac(module.params["mac"]) is None:
-            raise LanFailure("mac %r is not a MAC address (expected six hex pairs, like 52:54:00:12:34:56)"
-                             % module.params["mac"])
+            raise LanFailure(
+                "mac %r is not a MAC address (expected six hex pairs, like 52:54:00:12:34:56)" % module.params["mac"]
+            )
         lines = lan.run()
     except (LanFailure, CommandError, nics.NicFactsError) as err:
         details = err.as_fail_kwargs() if isinstance(err, CommandError) else {"msg": str(err)}

@@ -1,0 +1,545 @@
+"""NIC discovery against fake /sys trees (see fixtures/nics/README.md), and the fake machine the LAN tests share."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import json
+import os
+from pathlib import Path
+
+import pytest
+from ansible.module_utils.basic import AnsibleModule
+from module_harness import run_module
+
+from ansible_collections.prenixos.baseline.plugins.module_utils import nics
+from ansible_collections.prenixos.baseline.plugins.module_utils.runner import RecordingRunner
+from ansible_collections.prenixos.baseline.plugins.modules import nic_facts
+
+FIXTURES = Path(__file__).parent / "fixtures" / "nics"
+EINVAL = "EINVAL"
+IFF_BROADCAST_MULTICAST = 0x1002
+
+
+def fake_get_bin_path(self, name, required=False, opt_dirs=None):
+    return name
+
+
+class FakeMachine:
+    """A fake Linux box: sysfs in ``tmp_path``, a runner answering ``ip``, ``networkctl``, ``systemctl`` from its state.
+
+    Time is fake too: ``sleep`` advances ``now`` and fires what :meth:`at` scheduled (a cable plugged in,
+    a DHCP answer), so a 60 s wait takes no time.
+    """
+
+    def __init__(self, tmp_path, fixture, monkeypatch):
+        data = json.loads((FIXTURES / ("%s.json" % fixture)).read_text())
+        self.sysfs = tmp_path / "sys"
+        self.einval = set()
+        self.now = 0.0
+        self.events = []
+        self.leases = {}
+        self.networkd_active = True
+        # What the DHCP server answers, and how long it takes; None: no DHCP server on the wire.
+        self.dhcp = {"delay": 3, "address": "10.0.2.15/24", "gateway": "10.0.2.2", "dns": ["10.0.2.3"]}
+        self.nics = {}
+        for index, nic in enumerate(data["nics"], start=2):
+            self.add_nic(dict(nic, ifindex=index))
+        for entry in data.get("virtual", []):
+            self.add_virtual(entry)
+        self.ip_link_verbatim = data.get("ip_link")
+        self.runner = RecordingRunner(
+            {
+                ("ip", "-j", "link", "show"): self.answer_ip_link_show,
+                ("ip", "link", "set", "dev"): self.answer_ip_link_set,
+                ("ip", "-j", "-4", "addr", "show", "dev"): self.answer_addr_show,
+                ("ip", "-j", "-4", "route", "show", "default", "dev"): self.answer_route_show,
+                ("networkctl", "status"): self.answer_networkctl_status,
+                ("networkctl", "reconfigure"): self.answer_reconfigure,
+                ("systemctl", "is-active"): lambda argv: (0 if self.networkd_active else 3, "", ""),
+                ("systemctl", "start"): self.answer_systemctl_start,
+            }
+        )
+        monkeypatch.setattr(nics, "read_file", self.read_file)
+
+    # ------------------------------------------------------------------ sysfs
+
+    def read_file(self, path):
+        if os.path.realpath(path) in self.einval:
+            raise OSError(errno.EINVAL, "Invalid argument", path)
+        with open(path) as handle:
+            return handle.read()
+
+    def write_attr(self, directory, attribute, value):
+        path = directory / attribute
+        real = os.path.realpath(path)
+        self.einval.discard(real)
+        if value == EINVAL:
+            self.einval.add(real)
+            value = ""
+        path.write_text("%s\n" % value)
+
+    def add_nic(self, nic):
+        device = self.sysfs / nic["device"]
+        driver = self.sysfs / nic["driver"]
+        driver.mkdir(parents=True, exist_ok=True)
+        device.mkdir(parents=True, exist_ok=True)
+        (device / "driver").symlink_to(os.path.relpath(driver, device))
+        self.nics[nic["name"]] = nic
+        self.place(nic["name"])
+
+    def net_dir(self, name):
+        return self.sysfs / self.nics[name]["device"] / "net" / name
+
+    def place(self, name):
+        net = self.net_dir(name)
+        net.mkdir(parents=True)
+        (net / "device").symlink_to("../..")
+        (self.sysfs / "class" / "net").mkdir(parents=True, exist_ok=True)
+        (self.sysfs / "class" / "net" / name).symlink_to(os.path.relpath(net, self.sysfs / "class" / "net"))
+        self.sync(name)
+
+    def add_virtual(self, entry):
+        net = self.sysfs / "devices" / "virtual" / "net" / entry["name"]
+        net.mkdir(parents=True)
+        for attribute, value in entry["attrs"].items():
+            self.write_attr(net, attribute, value)
+        (self.sysfs / "class" / "net").mkdir(parents=True, exist_ok=True)
+        (self.sysfs / "class" / "net" / entry["name"]).symlink_to(os.path.relpath(net, self.sysfs / "class" / "net"))
+
+    def sync(self, name):
+        """Write the attributes the kernel would show for the NIC's state."""
+        nic = self.nics[name]
+        net = self.net_dir(name)
+        linked = nic["up"] and nic["cable"]
+        self.write_attr(net, "address", nic["mac"])
+        self.write_attr(net, "addr_assign_type", nic["addr_assign_type"])
+        self.write_attr(net, "type", 1)
+        self.write_attr(net, "flags", hex(IFF_BROADCAST_MULTICAST | (1 if nic["up"] else 0)))
+        self.write_attr(net, "operstate", "up" if linked else "down")
+        if nic.get("carrier_unreadable"):
+            self.write_attr(net, "carrier", EINVAL)
+        else:
+            self.write_attr(net, "carrier", ("1" if linked else "0") if nic["up"] else EINVAL)
+        self.write_attr(net, "speed", ((nic["link_speed"] or -1) if linked else -1) if nic["up"] else EINVAL)
+
+    # ------------------------------------------------------------------ the world
+
+    def at(self, when, action):
+        self.events.append((when, action))
+
+    def plug(self, name):
+        self.nics[name]["cable"] = True
+        self.sync(name)
+
+    def sleep(self, seconds):
+        self.now += seconds
+        for event in sorted((e for e in self.events if e[0] <= self.now), key=lambda e: e[0]):
+            self.events.remove(event)
+            event[1]()
+
+    def monotonic(self):
+        return self.now
+
+    def give_lease(self, name):
+        nic = self.nics.get(name)
+        if self.dhcp and nic and nic["up"] and nic["cable"]:
+            self.leases[name] = dict(self.dhcp)
+
+    # ------------------------------------------------------------------ commands
+
+    def answer_ip_link_show(self, argv):
+        if self.ip_link_verbatim is not None:
+            return 0, json.dumps(self.ip_link_verbatim), ""
+        links = []
+        for name, nic in sorted(self.nics.items(), key=lambda item: item[1]["ifindex"]):
+            link = {
+                "ifindex": nic["ifindex"],
+                "ifname": name,
+                "flags": ["BROADCAST", "MULTICAST"] + (["UP"] if nic["up"] else []),
+                "operstate": "UP" if nic["up"] and nic["cable"] else "DOWN",
+                "link_type": "ether",
+                "address": nic["mac"],
+                "broadcast": "ff:ff:ff:ff:ff:ff",
+            }
+            if nic.get("permaddr"):
+                link["permaddr"] = nic["permaddr"]
+            links.append(link)
+        return 0, json.dumps(links), ""
+
+    def answer_ip_link_set(self, argv):
+        name = argv[4]
+        if name not in self.nics:
+            return 1, "", 'Cannot find device "%s"\n' % name
+        verb = argv[5]
+        if verb in ("up", "down"):
+            self.nics[name]["up"] = verb == "up"
+            if verb == "down":
+                self.leases.pop(name, None)
+            self.sync(name)
+            return 0, "", ""
+        new = argv[6]
+        if self.nics[name]["up"]:
+            return 2, "", "RTNETLINK answers: Device or resource busy\n"
+        if new in self.nics or (self.sysfs / "class" / "net" / new).exists():
+            return 2, "", "RTNETLINK answers: File exists\n"
+        old_dir = self.net_dir(name)
+        (self.sysfs / "class" / "net" / name).unlink()
+        for path in old_dir.iterdir():
+            path.unlink()
+        old_dir.rmdir()
+        self.nics[new] = dict(self.nics.pop(name), name=new)
+        self.place(new)
+        return 0, "", ""
+
+    def answer_addr_show(self, argv):
+        name = argv[6]
+        if name not in self.nics:
+            return 1, "", 'Device "%s" does not exist.\n' % name
+        lease = self.leases.get(name)
+        if not lease:
+            return 0, "[]", ""
+        interface = ipaddress.ip_interface(lease["address"])
+        return (
+            0,
+            json.dumps(
+                [
+                    {
+                        "ifindex": self.nics[name]["ifindex"],
+                        "ifname": name,
+                        "addr_info": [
+                            {
+                                "family": "inet",
+                                "local": str(interface.ip),
+                                "prefixlen": interface.network.prefixlen,
+                                "broadcast": str(interface.network.broadcast_address),
+                                "scope": "global",
+                                "dynamic": True,
+                                "label": name,
+                                "valid_life_time": 86391,
+                                "preferred_life_time": 86391,
+                            }
+                        ],
+                    }
+                ]
+            ),
+            "",
+        )
+
+    def answer_route_show(self, argv):
+        name = argv[7]
+        if name not in self.nics:
+            return 1, "", 'Cannot find device "%s"\n' % name
+        lease = self.leases.get(name)
+        if not lease or not lease.get("gateway"):
+            return 0, "[]", ""
+        return (
+            0,
+            json.dumps(
+                [
+                    {
+                        "dst": "default",
+                        "gateway": lease["gateway"],
+                        "protocol": "dhcp",
+                        "prefsrc": lease["address"].split("/")[0],
+                        "metric": 1024,
+                        "flags": [],
+                    }
+                ]
+            ),
+            "",
+        )
+
+    def answer_networkctl_status(self, argv):
+        name = argv[-1]
+        if name not in self.nics:
+            return 1, "", 'Interface "%s" not found.\n' % name
+        lease = self.leases.get(name)
+        lines = [
+            "\u25cf %d: %s" % (self.nics[name]["ifindex"], name),
+            "                     Link File: /usr/lib/systemd/network/99-default.link",
+            "                  Network File: /etc/systemd/network/10-%s.network" % name,
+            "                          Type: ether",
+            "                         State: %s" % ("routable (configured)" if lease else "no-carrier (configuring)"),
+        ]
+        if lease:
+            lines.append(
+                "                       Address: %s (DHCP4 via %s)" % (lease["address"].split("/")[0], lease["gateway"])
+            )
+            lines.append("                                fe80::5054:ff:fe12:3456")
+            if lease.get("gateway"):
+                lines.append("                       Gateway: %s" % lease["gateway"])
+            for index, server in enumerate(lease.get("dns", [])):
+                lines.append("%s%s" % ("                           DNS: " if index == 0 else " " * 32, server))
+        return 0, "\n".join(lines) + "\n", ""
+
+    def answer_reconfigure(self, argv):
+        name = argv[2]
+        if self.dhcp is not None:
+            self.at(self.now + self.dhcp["delay"], lambda: self.give_lease(name))
+        return 0, "", ""
+
+    def answer_systemctl_start(self, argv):
+        self.networkd_active = True
+        return 0, "", ""
+
+    # ------------------------------------------------------------------ helpers for assertions
+
+    def mutations(self):
+        """The commands of the run that change something."""
+        return [
+            call
+            for call in self.runner.calls
+            if call[:3] == ["ip", "link", "set"]
+            or call[:2] in (["networkctl", "reload"], ["networkctl", "reconfigure"], ["systemctl", "start"])
+        ]
+
+
+@pytest.fixture
+def machine(tmp_path, monkeypatch):
+    built = []
+
+    def build(fixture):
+        built.append(FakeMachine(tmp_path / ("machine%d" % len(built)), fixture, monkeypatch))
+        return built[-1]
+
+    return build
+
+
+def gather(machine):
+    return nics.gather_nics(str(machine.sysfs), nics.parse_ip_link(machine.answer_ip_link_show([])[1]))
+
+
+# ---------------------------------------------------------------- what a NIC looks like
+
+
+def test_this_host_has_one_physical_nic_and_its_virtual_ones_are_left_out(machine):
+    host = machine("host_kvm")
+    assert gather(host) == [
+        {
+            "name": "eth0",
+            "mac": "02:fc:00:00:00:01",
+            "permanent_mac": "02:fc:00:00:00:01",
+            "driver": "virtio_net",
+            "bus_path": "virtio2",
+            "device_path": "devices/pci0000:00/0000:00:03.0/virtio2",
+            "usb": False,
+            "up": True,
+            "operstate": "up",
+            "carrier": True,
+            "speed": None,
+        }
+    ]
+
+
+def test_a_down_link_whose_carrier_and_speed_fail_with_einval_reads_as_unknown(machine):
+    guest = machine("qemu_three_nics")
+    assert [(nic["name"], nic["up"], nic["operstate"], nic["carrier"], nic["speed"]) for nic in gather(guest)] == [
+        ("ens3", False, "down", None, None),
+        ("ens4", False, "down", None, None),
+        ("ens5", False, "down", None, None),
+    ]
+
+
+def test_an_up_link_without_cable_has_no_carrier_and_one_with_cable_has_its_speed(machine):
+    guest = machine("qemu_three_nics")
+    guest.nics["ens4"]["up"] = True
+    guest.sync("ens4")
+    guest.nics["ens5"].update(up=True, cable=True)
+    guest.sync("ens5")
+    assert {nic["name"]: (nic["operstate"], nic["carrier"], nic["speed"]) for nic in gather(guest)} == {
+        "ens3": ("down", None, None),
+        "ens4": ("down", False, None),
+        "ens5": ("up", True, 1000),
+    }
+
+
+def test_a_missing_carrier_file_is_unknown_and_a_missing_operstate_unknown(machine):
+    guest = machine("qemu_three_nics")
+    (guest.net_dir("ens3") / "carrier").unlink()
+    (guest.net_dir("ens3") / "operstate").unlink()
+    ens3 = gather(guest)[0]
+    assert (ens3["carrier"], ens3["operstate"]) == (None, "unknown")
+
+
+def test_the_server_nics_come_in_bus_order_with_pci_addresses_compared_as_hex(machine):
+    server = machine("server_mixed")
+    assert [(nic["name"], nic["bus_path"], nic["driver"], nic["usb"]) for nic in gather(server)] == [
+        ("enp0s20f0u1u6", "1-1.6:2.0", "cdc_ether", True),
+        ("eno1", "0000:02:00.0", "igb", False),
+        ("eno2", "0000:02:00.1", "igb", False),
+        ("ens1f0", "0000:3b:00.0", "ixgbe", False),
+        ("ens1f1", "0000:3b:00.1", "ixgbe", False),
+    ]
+
+
+def test_the_permanent_mac_comes_from_permaddr_when_the_address_was_changed(machine):
+    server = machine("server_mixed")
+    by_name = {nic["name"]: nic for nic in gather(server)}
+    assert (by_name["ens1f1"]["mac"], by_name["ens1f1"]["permanent_mac"]) == ("02:11:22:33:44:55", "a0:36:9f:00:00:03")
+    assert by_name["ens1f0"]["permanent_mac"] == "a0:36:9f:00:00:02"
+
+
+def test_a_mac_the_driver_made_up_has_no_permanent_mac(machine):
+    guest = machine("qemu_three_nics")
+    guest.nics["ens3"]["addr_assign_type"] = 1
+    guest.sync("ens3")
+    assert gather(guest)[0]["permanent_mac"] is None
+
+
+def test_sort_keys_follow_the_device_tree():
+    paths = [
+        "devices/pci0000:a0/0000:a0:01.0",
+        "devices/pci0000:3a/0000:3a:00.0/0000:3b:00.0",
+        "devices/pci0000:00/0000:00:1c.0/0000:02:00.0",
+        "devices/pci0000:00/0000:00:03.0/virtio10",
+        "devices/pci0000:00/0000:00:03.0/virtio2",
+    ]
+    assert sorted(paths, key=nics.bus_key) == [
+        "devices/pci0000:00/0000:00:03.0/virtio2",
+        "devices/pci0000:00/0000:00:03.0/virtio10",
+        "devices/pci0000:00/0000:00:1c.0/0000:02:00.0",
+        "devices/pci0000:3a/0000:3a:00.0/0000:3b:00.0",
+        "devices/pci0000:a0/0000:a0:01.0",
+    ]
+
+
+def test_an_attribute_that_fails_for_another_reason_names_the_file(machine, monkeypatch):
+    guest = machine("qemu_three_nics")
+
+    def denied(path):
+        raise OSError(errno.EACCES, "Permission denied", path)
+
+    monkeypatch.setattr(nics, "read_file", denied)
+    with pytest.raises(nics.NicFactsError, match=r"cannot read .*/address: Permission denied"):
+        gather(guest)
+
+
+def test_no_class_net_directory_means_no_nic(tmp_path):
+    assert nics.gather_nics(str(tmp_path)) == []
+
+
+def test_ip_link_output_this_host_printed_parses(machine):
+    host = machine("host_kvm")
+    assert nics.parse_ip_link(host.answer_ip_link_show([])[1])["eth0"] == {
+        "address": "02:fc:00:00:00:01",
+        "permaddr": None,
+    }
+    with pytest.raises(nics.NicFactsError, match="not JSON"):
+        nics.parse_ip_link('Object "link" is unknown')
+
+
+@pytest.mark.parametrize(
+    ("given", "normal"),
+    [
+        ("52:54:00:AB:CD:EF", "52:54:00:ab:cd:ef"),
+        ("52-54-00-ab-cd-ef", "52:54:00:ab:cd:ef"),
+        ("5254.00ab.cdef", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_macs_are_compared_in_one_spelling(given, normal):
+    assert nics.normalize_mac(given) == normal
+
+
+# ---------------------------------------------------------------- which NIC becomes lan
+
+
+def nic(name, bus, speed=None, carrier=True, operstate="up", usb=False, mac=None):
+    return {
+        "name": name,
+        "mac": mac or "52:54:00:00:00:%02x" % bus,
+        "permanent_mac": mac or "52:54:00:00:00:%02x" % bus,
+        "driver": "e1000",
+        "bus_path": "0000:00:%02x.0" % bus,
+        "device_path": "devices/pci0000:00/0000:00:%02x.0" % bus,
+        "usb": usb,
+        "up": True,
+        "operstate": operstate,
+        "carrier": carrier,
+        "speed": speed,
+    }
+
+
+def test_only_nics_with_a_link_are_picked():
+    assert nics.pick_nic([nic("ens3", 3, carrier=False, operstate="down"), nic("ens4", 4)])["name"] == "ens4"
+    assert nics.pick_nic([nic("ens3", 3, carrier=False, operstate="down")]) is None
+
+
+def test_the_fastest_link_wins():
+    assert (
+        nics.pick_nic([nic("eno1", 3, speed=1000), nic("ens1f0", 4, speed=10000), nic("eno2", 5)])["name"] == "ens1f0"
+    )
+
+
+def test_equal_speeds_go_by_bus_order():
+    assert nics.pick_nic([nic("ens3", 3, speed=1000), nic("ens4", 4, speed=1000)])["name"] == "ens3"
+    assert nics.pick_nic([nic("eth0", 3), nic("eth1", 4)])["name"] == "eth0"
+
+
+def test_unreadable_carrier_falls_back_to_operstate():
+    assert (
+        nics.pick_nic([nic("ens3", 3, carrier=None, operstate="down"), nic("ens4", 4, carrier=None)])["name"] == "ens4"
+    )
+
+
+def test_a_usb_nic_comes_after_every_other_whatever_its_speed():
+    assert nics.pick_nic([nic("bmc", 1, speed=10000, usb=True), nic("eno1", 3, speed=100)])["name"] == "eno1"
+    assert nics.pick_nic([nic("bmc", 1, usb=True)])["name"] == "bmc"
+
+
+def test_the_nic_already_named_lan_keeps_the_name():
+    assert nics.pick_nic([nic("ens1f0", 3, speed=10000), nic("lan", 4, speed=1000)])["name"] == "lan"
+
+
+def test_the_operators_mac_leaves_one_candidate():
+    all_nics = [nic("ens3", 3), nic("ens4", 4, mac="52:54:00:12:34:57")]
+    assert [n["name"] for n in nics.candidates(all_nics, "52-54-00-12-34-57")] == ["ens4"]
+    assert nics.candidates(all_nics, "52:54:00:ff:ff:ff") == []
+    assert nics.candidates(all_nics) == all_nics
+
+
+# ---------------------------------------------------------------- the module
+
+
+@pytest.fixture
+def run_facts(machine, monkeypatch, capsys):
+    def run(fixture, check_mode=False):
+        box = machine(fixture)
+        monkeypatch.setattr(nic_facts, "Runner", lambda module: box.runner)
+        monkeypatch.setattr(AnsibleModule, "get_bin_path", fake_get_bin_path)
+        return box, run_module(nic_facts.main, {"sysfs_root": str(box.sysfs)}, capsys, check_mode=check_mode)
+
+    return run
+
+
+def test_module_returns_the_nics_as_facts_and_changes_nothing(run_facts):
+    box, result = run_facts("server_mixed")
+    assert result["changed"] is False
+    assert [n["name"] for n in result["ansible_facts"]["prenixos_nics"]] == [
+        "enp0s20f0u1u6",
+        "eno1",
+        "eno2",
+        "ens1f0",
+        "ens1f1",
+    ]
+    assert box.runner.calls == [["ip", "-j", "link", "show"]]
+
+
+def test_module_in_check_mode_gives_the_same_facts(run_facts):
+    plain = run_facts("host_kvm")[1]
+    checked = run_facts("host_kvm", check_mode=True)[1]
+    assert checked["changed"] is False
+    assert checked["ansible_facts"] == plain["ansible_facts"]
+
+
+def test_module_fails_with_the_command_when_ip_fails(machine, monkeypatch, capsys):
+    box = machine("host_kvm")
+    failing = RecordingRunner({("ip",): (255, "", 'Object "link" is unknown, try "ip help".\n')})
+    monkeypatch.setattr(nic_facts, "Runner", lambda module: failing)
+    monkeypatch.setattr(AnsibleModule, "get_bin_path", fake_get_bin_path)
+    result = run_module(nic_facts.main, {"sysfs_root": str(box.sysfs)}, capsys)
+    assert result["failed"] is True
+    assert (result["cmd"], result["rc"]) == (["ip", "-j", "link", "show"], 255)
+    assert 'Object "link" is unknown' in result["msg"]
