@@ -15,7 +15,8 @@ Pure: no command, no file, no I/O. Every function takes plain data and returns t
       ESPs (``EFI2``, ...) get a copy of it, so any disk of ``main`` can boot through the firmware's
       fallback path;
     - console: ``console=tty0 console=ttyS0,115200n8`` (screen and first serial port);
-    - network: systemd-networkd, a ``.link`` that names the NIC with the LAN MAC ``lan``, and DHCP on it
+    - network: systemd-networkd, a ``.link`` that names the NIC with the LAN MAC ``lan`` (its permanent MAC
+      when the LAN facts have one, as the lan module's own ``.link`` does), and DHCP on it
       (or the static address, gateway and DNS given);
     - SSH: root with the given keys only, the hardened sshd settings, the firewall on with only SSH open.
 
@@ -422,6 +423,14 @@ def normalise_mac(mac):
     return text
 
 
+def link_match(lan):
+    """The ``.link`` match, as the lan module writes it: the permanent MAC, else (the driver made one up)
+    the current MAC."""
+    if lan.get("permanent_mac"):
+        return {"PermanentMACAddress": normalise_mac(lan["permanent_mac"])}
+    return {"MACAddress": normalise_mac(lan.get("mac"))}
+
+
 def check_static_network(address, gateway, dns):
     """``(address/prefix, gateway or None, [dns])`` checked; raises NixosConfigError on a bad value."""
     try:
@@ -466,14 +475,13 @@ def network_settings(lan=None, address=None, gateway=None, dns=None):
             )
         )
         return settings
-    mac = normalise_mac(lan.get("permanent_mac") or lan.get("mac"))
     name = lan.get("name") or LAN_NAME
     if not INTERFACE_PATTERN.match(str(name)):
         raise NixosConfigError("the interface name %r is not a valid Linux interface name" % name)
     settings.append(
         (
             ("systemd", "network", "links", "10-%s" % name),
-            {"matchConfig": {"PermanentMACAddress": mac}, "linkConfig": {"Name": name}},
+            {"matchConfig": link_match(lan), "linkConfig": {"Name": name}},
         )
     )
     network = {"matchConfig": {"Name": name}}
@@ -495,7 +503,7 @@ def network_settings(lan=None, address=None, gateway=None, dns=None):
 def network_comment(lan, address):
     if not lan:
         return "Network: no LAN facts were given, so every Ethernet NIC asks for DHCP."
-    mac = normalise_mac(lan.get("permanent_mac") or lan.get("mac"))
+    mac = next(iter(link_match(lan).values()))
     name = lan.get("name") or LAN_NAME
     how = "static address %s" % address if address else "DHCP"
     seen = ""
