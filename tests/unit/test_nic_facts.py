@@ -285,11 +285,11 @@ class FakeMachine:
 
     # ------------------------------------------------------------------ helpers for assertions
 
-    def mutations(self):
-        """The commands of the run that change something."""
+    def mutations(self, calls=None):
+        """The commands (of ``calls``, default all) that change something."""
         return [
             call
-            for call in self.runner.calls
+            for call in (self.runner.calls if calls is None else calls)
             if call[:3] == ["ip", "link", "set"]
             or call[:2] in (["networkctl", "reload"], ["networkctl", "reconfigure"], ["systemctl", "start"])
         ]

@@ -1,0 +1,175 @@
+"""networkd files, the lease as ip/networkctl print it, and /etc/issue: pure functions over text."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ansible_collections.prenixos.baseline.plugins.module_utils import networkd
+
+NIC = {
+    "name": "ens3",
+    "mac": "52:54:00:12:34:56",
+    "permanent_mac": "52:54:00:12:34:56",
+    "driver": "e1000",
+    "bus_path": "0000:00:03.0",
+}
+
+# networkctl 252 (Debian 12), LC_ALL=C, --lines=0: right-aligned labels, further values indented without one.
+NETWORKCTL_STATUS = """\
+\u25cf 2: lan
+                     Link File: /etc/systemd/network/10-lan.link
+                  Network File: /etc/systemd/network/10-lan.network
+                          Type: ether
+                         State: routable (configured)
+                  Online state: online
+                          Path: pci-0000:00:03.0
+                        Driver: e1000
+                    HW Address: 52:54:00:12:34:56 (Red Hat, Inc.)
+                       Address: 10.0.2.15 (DHCP4 via 10.0.2.2)
+                                fec0::5054:ff:fe12:3456
+                                fe80::5054:ff:fe12:3456
+                       Gateway: 10.0.2.2
+                                fe80::2
+                           DNS: 10.0.2.3
+                                192.168.1.1
+                                10.0.2.3
+                Search Domains: example.net
+             Activation Policy: up
+"""
+
+
+def test_the_link_file_names_the_nic_by_its_permanent_mac_and_keeps_its_kernel_name():
+    assert networkd.render_link(NIC, "lan", "ens3") == (
+        "# Managed by prenixos.baseline.lan; changes are overwritten.\n"
+        "# First boot found the link on ens3 (driver e1000, bus 0000:00:03.0).\n"
+        "[Match]\n"
+        "PermanentMACAddress=52:54:00:12:34:56\n"
+        "\n"
+        "[Link]\n"
+        "Name=lan\n"
+    )
+
+
+def test_the_link_file_falls_back_to_the_current_mac_without_a_permanent_one():
+    text = networkd.render_link(dict(NIC, permanent_mac=None, driver=None), "uplink", "eth0")
+    assert "[Match]\nMACAddress=52:54:00:12:34:56\n" in text
+    assert "(driver unknown, bus 0000:00:03.0)" in text and "Name=uplink\n" in text
+
+
+def test_the_original_name_is_read_back_only_from_a_file_for_the_same_nic():
+    text = networkd.render_link(NIC, "lan", "ens3")
+    assert networkd.recorded_original_name(text, dict(NIC, name="lan")) == "ens3"
+    assert networkd.recorded_original_name(text, dict(NIC, permanent_mac="52:54:00:99:99:99")) is None
+    assert networkd.recorded_original_name(None, NIC) is None
+    assert networkd.recorded_original_name("[Match]\nPermanentMACAddress=52:54:00:12:34:56\n", NIC) is None
+
+
+def test_the_network_file_asks_dhcpv4_as_the_mac():
+    assert networkd.render_network("lan") == (
+        "# Managed by prenixos.baseline.lan; changes are overwritten.\n"
+        "[Match]\nName=lan\n\n[Network]\nDHCP=ipv4\n\n[DHCPv4]\nClientIdentifier=mac\n"
+    )
+
+
+def addr_show(*infos):
+    return json.dumps([{"ifindex": 2, "ifname": "lan", "addr_info": list(infos)}])
+
+
+def test_the_dhcp_address_wins_over_a_static_one_and_link_local_or_tentative_ones_do_not_count():
+    static = {"family": "inet", "local": "192.168.50.10", "prefixlen": 24, "scope": "global"}
+    dynamic = {"family": "inet", "local": "10.0.2.15", "prefixlen": 24, "scope": "global", "dynamic": True}
+    link_local = {"family": "inet", "local": "169.254.7.7", "prefixlen": 16, "scope": "link"}
+    tentative = dict(dynamic, local="10.0.2.16", tentative=True)
+    assert networkd.parse_ipv4_address(addr_show(static, dynamic)) == ipaddress.ip_interface("10.0.2.15/24")
+    assert networkd.parse_ipv4_address(addr_show(static)) == ipaddress.ip_interface("192.168.50.10/24")
+    assert networkd.parse_ipv4_address(addr_show(link_local, tentative)) is None
+    assert networkd.parse_ipv4_address("[]") is None
+    assert networkd.parse_ipv4_address("") is None
+
+
+def test_the_gateway_is_the_first_default_route():
+    routes = [
+        {"dst": "default", "gateway": "10.0.2.2", "protocol": "dhcp", "metric": 1024},
+        {"dst": "default", "gateway": "10.0.2.254", "metric": 2048},
+    ]
+    assert networkd.parse_default_gateway(json.dumps(routes)) == "10.0.2.2"
+    assert networkd.parse_default_gateway(json.dumps([{"dst": "default", "dev": "lan"}])) is None
+    assert networkd.parse_default_gateway("[]") is None
+
+
+def test_networkctl_status_gives_the_state_and_the_dns_servers_once_each_in_order():
+    assert networkd.parse_networkctl_status(NETWORKCTL_STATUS) == {
+        "state": "routable (configured)",
+        "configured": True,
+        "dns": ["10.0.2.3", "192.168.1.1"],
+    }
+
+
+def test_networkctl_status_of_a_link_still_waiting_has_no_dns():
+    text = "\u25cf 2: lan\n                         State: no-carrier (configuring)\n"
+    assert networkd.parse_networkctl_status(text) == {
+        "state": "no-carrier (configuring)",
+        "configured": False,
+        "dns": [],
+    }
+    assert networkd.parse_networkctl_status("") == {"state": "", "configured": False, "dns": []}
+
+
+def test_lease_facts_do_the_address_math():
+    assert networkd.lease_facts(ipaddress.ip_interface("192.168.7.20/23"), "192.168.6.1", ["192.168.6.1"]) == {
+        "address": "192.168.7.20",
+        "prefix": 23,
+        "network": "192.168.6.0/23",
+        "gateway": "192.168.6.1",
+        "dns": ["192.168.6.1"],
+    }
+
+
+def test_the_operator_lines_say_where_to_ssh_and_why_not():
+    lease = networkd.lease_facts(ipaddress.ip_interface("10.0.2.15/24"), None, [])
+    assert networkd.success_lines(lease, "lan", NIC) == [
+        "pre-nixos: ssh root@10.0.2.15",
+        "pre-nixos: lan 10.0.2.15/24 on lan (52:54:00:12:34:56, was ens3)",
+    ]
+    assert networkd.failure_lines("no carrier", "retrying") == [
+        "pre-nixos: network not configured: no carrier",
+        "pre-nixos: network retrying",
+    ]
+
+
+def test_issue_keeps_the_distro_banner_and_replaces_only_its_own_lines():
+    debian = "Debian GNU/Linux 12 \\n \\l\n\n"
+    first = networkd.render_issue(debian, ["pre-nixos: network not configured: no carrier"])
+    assert first == "Debian GNU/Linux 12 \\n \\l\n\npre-nixos: network not configured: no carrier\n\n"
+    assert networkd.render_issue(first, ["pre-nixos: ssh root@10.0.2.15"]) == (
+        "Debian GNU/Linux 12 \\n \\l\n\npre-nixos: ssh root@10.0.2.15\n\n"
+    )
+    assert networkd.render_issue(None, ["pre-nixos: ssh root@10.0.2.15"]) == "pre-nixos: ssh root@10.0.2.15\n\n"
+    assert networkd.render_issue("pre-nixos: storage done\n", ["pre-nixos: ssh root@x"]).startswith(
+        "pre-nixos: storage done\n\n"
+    )
+
+
+banner_line = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\r\x1c\x1d\x1e"), max_size=30
+)
+our_line = st.sampled_from(networkd.ISSUE_PREFIXES).flatmap(
+    lambda p: st.text(max_size=20).map(lambda rest: p + rest.replace("\n", " ").replace("\r", " "))
+)
+
+
+@given(st.lists(banner_line, max_size=5), st.lists(our_line, min_size=1, max_size=3))
+def test_rendering_issue_twice_gives_the_same_text_and_keeps_every_banner_line(banner, lines):
+    lines = [line.splitlines()[0] if line.splitlines() else line for line in lines]
+    existing = "\n".join(banner) + "\n"
+    once = networkd.render_issue(existing, lines)
+    assert networkd.render_issue(once, lines) == once
+    kept = [line for line in existing.splitlines() if not line.startswith(networkd.ISSUE_PREFIXES)]
+    while kept and not kept[-1].strip():
+        kept.pop()
+    assert once.splitlines()[: len(kept)] == kept
+    assert once.endswith("\n".join(lines) + "\n\n")
