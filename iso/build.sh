@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# Builds build/pre-nixos.iso: a hybrid (CD/USB) UEFI+BIOS image that boots straight into
+# systemd from RAM and runs first boot (pre-nixos.service).
+#
+#   iso/build.sh                      # key: build/id_ed25519 (made on first use)
+#   SSH_KEY="a.pub b.pub" iso/build.sh   # bake these public keys in instead
+#
+# Three stages, timed:
+#   1. OS layer   Debian bookworm (mmdebstrap) + ansible-core as a zstd cpio, cached under
+#                 build/cache/ by a hash of its inputs (iso/os-layer/**, the ansible pin, this
+#                 stage's code): rebuilt only when those change.
+#   2. layer      the collection (built from this checkout), the first-boot unit and the keys,
+#                 as a second small cpio.
+#   3. ISO        GRUB (serial + screen) loads the kernel and both cpios as one initramfs.
+# Needs root (mmdebstrap, chroot). Installs its Debian packages when they are missing.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+iso_src=$repo/iso
+build=${BUILD_DIR:-$repo/build}
+cache=$build/cache
+out=$build/pre-nixos.iso
+venv=${VENV:-$repo/.venv}
+suite=bookworm
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+security_mirror=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+# Extra kernel arguments for every boot entry (measured: see docs/iso.md).
+kernel_args=${KERNEL_ARGS-init_on_alloc=0}
+zstd_level=${ZSTD_LEVEL:-9}
+
+APT_NEEDS=(mmdebstrap cpio zstd xorriso mtools grub-efi-amd64-bin grub-pc-bin grub-common dosfstools openssh-client)
+
+build_started=$(date +%s)
+stage_started=$build_started
+log() { printf '==> %s\n' "$*" >&2; }
+stage() { stage_started=$(date +%s); log "stage $*"; }
+stage_done() { log "stage $1 done in $(( $(date +%s) - stage_started )) s"; }
+
+ensure_tools() {
+    local missing=() p
+    for p in "${APT_NEEDS[@]}"; do
+        dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+    done
+    if (( ${#missing[@]} )); then
+        log "installing: ${missing[*]}"
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    fi
+    [[ $(id -u) == 0 ]] || { echo "iso/build.sh needs root (mmdebstrap, chroot)" >&2; exit 1; }
+    [[ -x $venv/bin/ansible-galaxy ]] || { echo "no $venv/bin/ansible-galaxy: run 'make venv' first" >&2; exit 1; }
+}
+
+ansible_pin() {
+    sed -n 's/^ansible-core==\([^ ;#]*\).*/\1/p' "$repo/requirements.txt" | head -n1
+}
+
+# The keys baked into the image: SSH_KEY (space-separated .pub paths) or build/id_ed25519.
+collect_keys() {
+    local dest=$1 key
+    : > "$dest"
+    if [[ -n ${SSH_KEY:-} ]]; then
+        for key in $SSH_KEY; do
+            [[ -r $key ]] || { echo "SSH_KEY: cannot read $key" >&2; exit 1; }
+            ssh-keygen -l -f "$key" > /dev/null || { echo "SSH_KEY: $key is not a public key" >&2; exit 1; }
+            grep -v '^[[:space:]]*\(#\|$\)' "$key" >> "$dest"
+            log "baking in key $key ($(ssh-keygen -l -f "$key" | cut -d' ' -f2))"
+        done
+    else
+        if [[ ! -f $build/id_ed25519 ]]; then
+            ssh-keygen -q -t ed25519 -N '' -C "pre-nixos-build@$(hostname)" -f "$build/id_ed25519"
+            log "made a key pair for this build: $build/id_ed25519 (pass SSH_KEY=path.pub to use yours)"
+        fi
+        cat "$build/id_ed25519.pub" >> "$dest"
+        log "baking in key $build/id_ed25519.pub; log in with: ssh -i $build/id_ed25519 root@<address>"
+    fi
+}
+
+# ---------------------------------------------------------------- stage 1: the OS layer
+os_layer_key() {
+    {
+        printf 'suite=%s mirror=%s security=%s ansible=%s zstd=%s\n' "$suite" "$mirror" "$security_mirror" "$(ansible_pin)" "$zstd_level"
+        declare -f build_os_layer
+        (cd "$iso_src/os-layer" && find . -type f -o -type l | LC_ALL=C sort | while read -r f; do
+            printf '%s %s\n' "$f" "$(stat -c %a "$f")"; sha256sum < "$f"; done)
+    } | sha256sum | cut -c1-16
+}
+
+build_os_layer() {
+    local dest=$1 work
+    work=$(mktemp -d "$build/os-layer.XXXXXX")
+    mkdir -p "$work/wheels"
+    "$venv/bin/pip" download -q --disable-pip-version-check --only-binary=:all: \
+        --python-version 3.11 --implementation cp --abi cp311 \
+        --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+        -d "$work/wheels" "ansible-core==$(ansible_pin)" 2> >(grep -v 'is ignored: it is neither' >&2)
+    local packages
+    packages=$(grep -v '^[[:space:]]*\(#\|$\)' "$iso_src/os-layer/packages.txt" | tr '\n' ',' | sed 's/,$//')
+    # INITRD=No: the kernel's postinst makes no initramfs; the whole OS layer is the initramfs.
+    INITRD=No mmdebstrap --variant=minbase --mode=root --format=directory \
+        --components=main,non-free-firmware \
+        --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
+        --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+        --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+        --dpkgopt='path-exclude=/usr/share/lintian/*' \
+        --include="$packages" \
+        --customize-hook="$iso_src/os-layer/customize.sh \"\$1\" $work/wheels $(ansible_pin)" \
+        "$suite" "$work/root" \
+        "deb $mirror $suite main non-free-firmware" \
+        "deb $mirror $suite-updates main non-free-firmware" \
+        "deb $security_mirror $suite-security main non-free-firmware"
+    mkdir -p "$work/out"
+    cp "$work/root"/boot/vmlinuz-* "$work/out/vmlinuz"
+    rm -rf "$work/root"/boot/*
+    # newc cpio, sorted, zstd: the kernel unpacks it into its tmpfs root and runs /init (systemd).
+    (cd "$work/root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --reproducible) \
+        | zstd -q -T0 "-$zstd_level" -o "$work/out/os.cpio.zst"
+    {
+        echo "built: $(date -u +%FT%TZ)"
+        echo "suite: $suite"
+        echo "kernel: $(basename "$(ls -d "$work/root"/lib/modules/*)")"
+        echo "unpacked: $(du -sm "$work/root" | cut -f1) MiB"
+        echo "ansible-core: $(ansible_pin)"
+        cat "$work/root/opt/pre-nixos/venv/requirements.lock"
+    } > "$work/out/info.txt"
+    rm -rf "$dest"
+    mv "$work/out" "$dest"
+    rm -rf "$work"
+}
+
+# ---------------------------------------------------------------- stage 2: the small layer
+build_layer() {
+    local dest=$1 work root tarball
+    work=$(mktemp -d "$build/layer.XXXXXX")
+    root=$work/root
+    install -d -m 0755 "$root"/usr/share/pre-nixos/collections "$root"/usr/local/sbin \
+        "$root"/etc/systemd/system/multi-user.target.wants "$root"/etc/pre-nixos "$root"/usr \
+        "$root"/usr/share "$root"/usr/local "$root"/etc "$root"/etc/systemd
+    install -d -m 0700 "$root"/root "$root"/root/.ssh
+    "$venv/bin/ansible-galaxy" collection build --force --output-path "$work" "$repo" > /dev/null
+    tarball=$(ls "$work"/prenixos-baseline-*.tar.gz)
+    ANSIBLE_COLLECTIONS_PATH="$root/usr/share/pre-nixos/collections" \
+        "$venv/bin/ansible-galaxy" collection install --offline --force \
+        -p "$root/usr/share/pre-nixos/collections" "$tarball" > /dev/null
+    install -m 0644 "$iso_src/firstboot/pre-nixos.service" "$root/etc/systemd/system/pre-nixos.service"
+    ln -s ../pre-nixos.service "$root/etc/systemd/system/multi-user.target.wants/pre-nixos.service"
+    install -m 0755 "$iso_src/firstboot/pre-nixos-firstboot" "$root/usr/local/sbin/pre-nixos-firstboot"
+    collect_keys "$work/keys"
+    install -m 0644 "$work/keys" "$root/etc/pre-nixos/authorized_keys"
+    install -m 0600 "$work/keys" "$root/root/.ssh/authorized_keys"
+    {
+        echo "version: $(basename "$tarball" .tar.gz | sed 's/^prenixos-baseline-//')"
+        echo "commit: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo '+changes')"
+        echo "built: $(date -u +%FT%TZ)"
+        echo "os layer: $os_key"
+    } > "$root/etc/pre-nixos/build-info"
+    (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --reproducible -R 0:0) \
+        | zstd -q -T0 -19 -o "$dest"
+    rm -rf "$work"
+}
+
+# ---------------------------------------------------------------- stage 3: the ISO
+build_iso() {
+    local work size_mib version
+    work=$(mktemp -d "$build/iso.XXXXXX")
+    mkdir -p "$work/tree/boot/grub"
+    cp "$os_dir/vmlinuz" "$work/tree/boot/vmlinuz"
+    cp "$os_dir/os.cpio.zst" "$work/tree/boot/os.cpio.zst"
+    cp "$build/layer.cpio.zst" "$work/tree/boot/layer.cpio.zst"
+    size_mib=$(du -cm "$work"/tree/boot/* | tail -n1 | cut -f1)
+    version=$(sed -n 's/^version: //p' "$repo/galaxy.yml")
+    sed -e "s|@KERNEL_ARGS@|$kernel_args|" -e "s|@VERSION@|$version|" -e "s|@SIZE_MIB@|$size_mib|" \
+        "$iso_src/grub/grub.cfg" > "$work/tree/boot/grub/grub.cfg"
+    grub-mkrescue --quiet --output="$work/pre-nixos.iso" --compress=xz --fonts= --locales= --themes= \
+        "$work/tree" -- -volid PRENIXOS 2>&1 | grep -v '^xorriso : UPDATE' >&2 || true
+    [[ -s $work/pre-nixos.iso ]] || { echo "grub-mkrescue made no ISO" >&2; exit 1; }
+    mv "$work/pre-nixos.iso" "$out"
+    rm -rf "$work"
+}
+
+main() {
+    mkdir -p "$build" "$cache"
+    ensure_tools
+
+    stage "1/3: OS layer"
+    os_key=$(os_layer_key)
+    os_dir=$cache/os-$os_key
+    if [[ -s $os_dir/os.cpio.zst && -s $os_dir/vmlinuz ]]; then
+        log "OS layer $os_key is cached ($os_dir)"
+    else
+        log "building OS layer $os_key (Debian $suite, ansible-core $(ansible_pin))"
+        build_os_layer "$os_dir"
+        # Keep the two newest OS layers; older ones only fill the disk.
+        ls -dt "$cache"/os-* | tail -n +3 | xargs -r rm -rf
+    fi
+    stage_done 1
+
+    stage "2/3: collection layer"
+    build_layer "$build/layer.cpio.zst"
+    stage_done 2
+
+    stage "3/3: ISO"
+    build_iso
+    stage_done 3
+
+    log "built $out: $(du -m "$out" | cut -f1) MiB (OS layer $(du -m "$os_dir/os.cpio.zst" | cut -f1) MiB," \
+        "collection layer $(( $(stat -c %s "$build/layer.cpio.zst") / 1024 )) KiB)"
+    log "total build time: $(( $(date +%s) - build_started )) s"
+}
+
+main "$@"

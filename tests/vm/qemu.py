@@ -1,0 +1,447 @@
+#!/usr/bin/env python3
+# Copyright: pre-nixos baseline engineers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one place that knows how to emulate a pre-nixos test machine in QEMU.
+
+Used by ``iso/demo.sh`` and by the Molecule scenarios (``molecule/shared/create.yml`` and
+``destroy.yml``). A machine is data::
+
+    {"name": "default",
+     "memory": 2048, "cpus": 2,
+     "disks": [{"kind": "nvme", "size": "64G"}, {"kind": "ssd", "size": "32G"},
+               {"kind": "hdd", "size": "16G"}, {"kind": "usb", "size": "4G"}],
+     "nics": [{"link": false}, {"link": true}],
+     "boot": "cdrom"}                 # or "usb": the ISO as a USB stick
+
+Disk kinds: ``ssd`` is ``scsi-hd,rotation_rate=1``, ``hdd`` is ``scsi-hd,rotation_rate=7200``
+(both on virtio-scsi), ``nvme`` is ``nvme``, ``usb`` is a removable ``usb-storage``. Disk files
+are sparse raw files. NICs are ``virtio-net-pci`` on user-mode networking restricted to the guest
+(DHCP and the forwarded SSH port only); the first NIC with a link carries SSH, forwarded from a
+free port on 127.0.0.1. A NIC with ``link: false`` is set down over QMP before the guest runs.
+
+Command line::
+
+    qemu.py start MACHINE.json --iso build/pre-nixos.iso --workdir build/vm/NAME
+    qemu.py wait-ssh --workdir build/vm/NAME --key build/id_ed25519
+    qemu.py console --workdir build/vm/NAME      # stream the serial console (Ctrl-C stops)
+    qemu.py stop --workdir build/vm/NAME
+    qemu.py accel                                # kvm or tcg, as the probe finds
+
+Only the QEMU process recorded in the workdir's pidfile is ever signalled.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.path.join(ROOT, "build")
+QEMU = "qemu-system-x86_64"
+OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+KINDS = ("ssd", "hdd", "nvme", "usb")
+ROTATION = {"ssd": 1, "hdd": 7200}
+# Kernel arguments are the image's business; the launcher only decides hardware.
+
+DEFAULT_MACHINE = {
+    "name": "default",
+    "memory": 2048,
+    "cpus": 2,
+    # Every group has its own usable capacity, so each planner rule has one answer: main on the
+    # NVMe (64G) over the SSD pair (RAID0 2x20G = 40G, main_1); swap on the HDD pair (RAID1 16G);
+    # large on the three HDDs (RAID5 3x24G = 48G); the USB stick is never planned.
+    "disks": [
+        {"kind": "nvme", "size": "64G"},
+        {"kind": "ssd", "size": "20G"},
+        {"kind": "ssd", "size": "20G"},
+        {"kind": "hdd", "size": "16G"},
+        {"kind": "hdd", "size": "16G"},
+        {"kind": "hdd", "size": "24G"},
+        {"kind": "hdd", "size": "24G"},
+        {"kind": "hdd", "size": "24G"},
+        {"kind": "usb", "size": "4G"},
+    ],
+    "nics": [{"link": False}, {"link": True}],
+    "boot": "cdrom",
+}
+
+
+def log(message):
+    print("qemu.py: %s" % message, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ acceleration
+def probe_accel(kernel, timeout=40):
+    """``kvm`` when a KVM guest runs this kernel to its (expected) panic, else ``tcg``.
+
+    KVM can exist and still fail (nested virtualisation without the right MSRs, "emulation
+    failure"): only a guest that gets somewhere counts. The answer is cached per host boot.
+    """
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg", "/dev/kvm missing or not accessible"
+    cache = os.path.join(BUILD, "vm", "accel.json")
+    with open("/proc/sys/kernel/random/boot_id") as handle:
+        boot_id = handle.read().strip()
+    try:
+        with open(cache) as handle:
+            cached = json.load(handle)
+        if cached.get("boot_id") == boot_id:
+            return cached["accel"], cached["why"] + " (cached for this host boot)"
+    except (OSError, ValueError, KeyError):
+        pass
+    command = [QEMU, "-accel", "kvm", "-machine", "q35", "-cpu", "host", "-m", "256", "-display", "none",
+               "-nodefaults", "-serial", "stdio", "-no-reboot", "-kernel", kernel,
+               "-append", "console=ttyS0 panic=-1 init_on_alloc=0"]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=timeout, check=False)
+        output = result.stdout + result.stderr
+    except subprocess.TimeoutExpired as error:
+        output = (error.stdout or b"").decode(errors="replace") if isinstance(error.stdout, bytes) else (error.stdout or "")
+        output += "\n(timed out after %d s)" % timeout
+    if "Kernel panic" in output or "VFS:" in output:
+        accel, why = "kvm", "a KVM probe guest booted its kernel"
+    else:
+        tail = " | ".join(line for line in output.strip().splitlines()[-2:])
+        accel, why = "tcg", "the KVM probe guest failed: %s" % (tail or "no output")
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    with open(cache, "w") as handle:
+        json.dump({"boot_id": boot_id, "accel": accel, "why": why}, handle)
+    return accel, why
+
+
+def accel_args(accel):
+    if accel == "kvm":
+        return ["-accel", "kvm", "-cpu", "host"]
+    return ["-accel", "tcg,thread=multi", "-cpu", "max"]
+
+
+# ------------------------------------------------------------------ machine description
+def size_bytes(size):
+    match = re.fullmatch(r"(\d+)([KMGT]?)i?B?", str(size).strip(), re.IGNORECASE)
+    if not match:
+        raise ValueError("disk size %r: expected a number with an optional K/M/G/T suffix" % size)
+    return int(match.group(1)) * 1024 ** "_KMGT".index(match.group(2).upper() or "_")
+
+
+def normalise(machine):
+    machine = dict(DEFAULT_MACHINE, **machine)
+    for disk in machine["disks"]:
+        if disk.get("kind") not in KINDS:
+            raise ValueError("disk %r: kind must be one of %s" % (disk, ", ".join(KINDS)))
+        size_bytes(disk["size"])
+    if not any(nic.get("link", True) for nic in machine["nics"]):
+        raise ValueError("at least one NIC needs a link: SSH goes through the first one that has one")
+    return machine
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def qemu_args(machine, iso, workdir, accel, port):
+    """The QEMU command line for ``machine`` (disk files must exist already)."""
+    args = [QEMU, "-name", machine["name"], "-machine", "q35", *accel_args(accel),
+            "-smp", str(machine["cpus"]), "-m", str(machine["memory"]),
+            "-nodefaults", "-display", "none", "-vga", "std",
+            "-drive", "if=pflash,format=raw,unit=0,readonly=on,file=%s" % OVMF_CODE,
+            "-drive", "if=pflash,format=raw,unit=1,file=%s" % os.path.join(workdir, "OVMF_VARS.fd"),
+            "-chardev", "socket,id=serial0,path=%s,server=on,wait=off,logfile=%s" % (
+                os.path.join(workdir, "serial.sock"), os.path.join(workdir, "serial.log")),
+            "-serial", "chardev:serial0",
+            "-qmp", "unix:%s,server=on,wait=off" % os.path.join(workdir, "qmp.sock"),
+            "-pidfile", os.path.join(workdir, "qemu.pid"),
+            "-daemonize", "-S",
+            "-device", "virtio-scsi-pci,id=scsi0",
+            "-device", "qemu-xhci,id=xhci"]
+    # The boot medium comes first in the firmware's boot order.
+    medium = "file=%s,format=raw,if=none,id=medium,readonly=on" % iso
+    if machine.get("boot", "cdrom") == "usb":
+        args += ["-drive", medium, "-device", "usb-storage,bus=xhci.0,drive=medium,removable=on,bootindex=0"]
+    else:
+        args += ["-drive", medium + ",media=cdrom", "-device", "ide-cd,bus=ide.0,drive=medium,bootindex=0"]
+    counters = dict.fromkeys(KINDS, 0)
+    for index, disk in enumerate(machine["disks"]):
+        kind = disk["kind"]
+        counters[kind] += 1
+        drive = "disk%d" % index
+        serial = "pn-%s%d" % (kind, counters[kind])
+        args += ["-drive", "file=%s,format=raw,if=none,id=%s,cache=unsafe,discard=unmap" % (
+            os.path.join(workdir, "%s.img" % drive), drive)]
+        if kind == "nvme":
+            args += ["-device", "nvme,drive=%s,serial=%s" % (drive, serial)]
+        elif kind == "usb":
+            args += ["-device", "usb-storage,bus=xhci.0,drive=%s,removable=on,serial=%s" % (drive, serial)]
+        else:
+            args += ["-device", "scsi-hd,bus=scsi0.0,drive=%s,serial=%s,rotation_rate=%d" % (
+                drive, serial, ROTATION[kind])]
+    forwarded = False
+    for index, nic in enumerate(machine["nics"]):
+        netdev = "user,id=net%d,restrict=on" % index
+        if nic.get("link", True) and not forwarded:
+            netdev += ",hostfwd=tcp:127.0.0.1:%d-:22" % port
+            forwarded = True
+        # romfile= : no iPXE option ROM, so the firmware never tries network boot.
+        args += ["-netdev", netdev, "-device", "virtio-net-pci,netdev=net%d,id=nic%d,mac=52:54:00:00:00:%02x,romfile=" % (
+            index, index, 0x10 + index)]
+    return args
+
+
+# ------------------------------------------------------------------ QMP
+class QMP:
+    def __init__(self, path, timeout=30):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX)
+                self.sock.connect(path)
+                break
+            except OSError:
+                self.sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        self.reader = self.sock.makefile("r")
+        self._read()  # greeting
+        self.command("qmp_capabilities")
+
+    def _read(self):
+        while True:
+            message = json.loads(self.reader.readline())
+            if "event" not in message:
+                return message
+
+    def command(self, execute, **arguments):
+        self.sock.sendall(json.dumps({"execute": execute, "arguments": arguments}).encode() + b"\n")
+        reply = self._read()
+        if "error" in reply:
+            raise RuntimeError("QMP %s: %s" % (execute, reply["error"].get("desc")))
+        return reply.get("return")
+
+    def close(self):
+        self.reader.close()
+        self.sock.close()
+
+
+# ------------------------------------------------------------------ life cycle
+def state_path(workdir):
+    return os.path.join(workdir, "vm.json")
+
+
+def read_pid(workdir):
+    """The PID in the workdir's pidfile, if that process is still our QEMU."""
+    try:
+        with open(os.path.join(workdir, "qemu.pid")) as handle:
+            pid = int(handle.read().strip())
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            cmdline = handle.read().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    pidfile = os.path.join(workdir, "qemu.pid").encode()
+    if not cmdline or b"qemu-system" not in os.path.basename(cmdline[0]) or pidfile not in cmdline:
+        return None
+    return pid
+
+
+def start(machine, iso, workdir, accel=None):
+    """Create the disks, start QEMU (daemonized, paused), drop the links, run. Returns the state."""
+    machine = normalise(machine)
+    if not os.path.isfile(iso):
+        raise SystemExit("no ISO at %s: build it first (iso/build.sh)" % iso)
+    if read_pid(workdir):
+        raise SystemExit("a VM is already running from %s; stop it first" % workdir)
+    os.makedirs(workdir, exist_ok=True)
+    for stale in ("serial.log", "serial.sock", "qmp.sock", "qemu.pid"):
+        if os.path.lexists(os.path.join(workdir, stale)):
+            os.unlink(os.path.join(workdir, stale))
+    shutil.copyfile(OVMF_VARS, os.path.join(workdir, "OVMF_VARS.fd"))
+    for index, disk in enumerate(machine["disks"]):
+        path = os.path.join(workdir, "disk%d.img" % index)
+        if os.path.exists(path):
+            os.unlink(path)  # a fresh, empty disk for every boot
+        with open(path, "wb") as handle:
+            handle.truncate(size_bytes(disk["size"]))
+    why = "requested"
+    if accel is None:
+        kernel = extract_kernel(iso, workdir)
+        accel, why = probe_accel(kernel)
+    log("acceleration: %s (%s)" % (accel, why))
+    port = free_port()
+    args = qemu_args(machine, iso, workdir, accel, port)
+    with open(os.path.join(workdir, "qemu.cmdline"), "w") as handle:
+        handle.write(" ".join(args) + "\n")
+    started = time.time()
+    subprocess.run(args, check=True)
+    try:
+        qmp = QMP(os.path.join(workdir, "qmp.sock"))
+        for index, nic in enumerate(machine["nics"]):
+            if not nic.get("link", True):
+                qmp.command("set_link", name="nic%d" % index, up=False)
+        qmp.command("cont")
+        qmp.close()
+    except BaseException:
+        stop(workdir)
+        raise
+    state = {"name": machine["name"], "pid": read_pid(workdir), "ssh_port": port, "accel": accel,
+             "accel_why": why, "started": started, "workdir": workdir, "iso": iso, "machine": machine,
+             "serial_log": os.path.join(workdir, "serial.log")}
+    with open(state_path(workdir), "w") as handle:
+        json.dump(state, handle, indent=2)
+    log("started %s: pid %s, ssh on 127.0.0.1:%d, serial log %s" % (
+        machine["name"], state["pid"], port, state["serial_log"]))
+    return state
+
+
+def extract_kernel(iso, workdir):
+    """The ISO's kernel, for the acceleration probe."""
+    kernel = os.path.join(workdir, "vmlinuz")
+    subprocess.run(["xorriso", "-osirrox", "on", "-indev", iso, "-extract", "/boot/vmlinuz", kernel],
+                   check=True, capture_output=True)
+    return kernel
+
+
+def ssh_command(state, key, *remote):
+    return ["ssh", "-i", key, "-p", str(state["ssh_port"]), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+            "-o", "ConnectTimeout=10", "root@127.0.0.1", *remote]
+
+
+def wait_ssh(workdir, key, timeout=900):
+    """Wait until the key logs in as root; returns the seconds since QEMU started."""
+    with open(state_path(workdir)) as handle:
+        state = json.load(handle)
+    deadline = time.monotonic() + timeout
+    while True:
+        if not read_pid(workdir):
+            raise SystemExit("QEMU of %s is gone; serial log: %s" % (state["name"], state["serial_log"]))
+        result = subprocess.run(ssh_command(state, key, "true"), capture_output=True, timeout=60, check=False)
+        if result.returncode == 0:
+            elapsed = time.time() - state["started"]
+            state["ssh_ready_after"] = round(elapsed, 1)
+            with open(state_path(workdir), "w") as handle:
+                json.dump(state, handle, indent=2)
+            log("%s: SSH ready %.0f s after QEMU started (%s)" % (state["name"], elapsed, state["accel"]))
+            return elapsed
+        if time.monotonic() > deadline:
+            raise SystemExit("no SSH login on %s after %d s; serial log: %s" % (state["name"], timeout, state["serial_log"]))
+        time.sleep(3)
+
+
+def stop(workdir, timeout=20):
+    """Stop the QEMU of ``workdir`` (only that process, by its pidfile)."""
+    pid = read_pid(workdir)
+    if not pid:
+        return False
+    try:
+        qmp = QMP(os.path.join(workdir, "qmp.sock"), timeout=2)
+        qmp.sock.sendall(b'{"execute": "quit"}\n')
+        qmp.close()
+    except (OSError, RuntimeError, ValueError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while os.path.exists("/proc/%d" % pid) and read_pid(workdir) == pid:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            deadline += timeout
+        time.sleep(0.2)
+    log("stopped QEMU pid %d (%s)" % (pid, workdir))
+    return True
+
+
+def console(workdir):
+    """Print the serial console as it comes; lines typed here go to the guest. Ctrl-C returns."""
+    import select
+    import termios
+
+    path = os.path.join(workdir, "serial.sock")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.connect(path)
+    # What the guest printed before we connected.
+    try:
+        with open(os.path.join(workdir, "serial.log"), "rb") as handle:
+            sys.stdout.buffer.write(handle.read())
+            sys.stdout.flush()
+    except OSError:
+        pass
+    interactive = sys.stdin.isatty()
+    saved = None
+    if interactive:
+        # Line mode without local echo: the guest echoes; Ctrl-C still stops us.
+        saved = termios.tcgetattr(sys.stdin)
+        quiet = termios.tcgetattr(sys.stdin)
+        quiet[3] &= ~termios.ECHO
+        termios.tcsetattr(sys.stdin, termios.TCSANOW, quiet)
+    try:
+        sources = [sock] + ([sys.stdin] if interactive else [])
+        while read_pid(workdir):
+            ready, _, _ = select.select(sources, [], [], 1.0)
+            if sock in ready:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                sys.stdout.buffer.write(data)
+                sys.stdout.flush()
+            if interactive and sys.stdin in ready:
+                line = sys.stdin.readline()
+                if not line:
+                    sources.remove(sys.stdin)
+                else:
+                    sock.sendall(line.replace("\n", "\r").encode())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if saved is not None:
+            termios.tcsetattr(sys.stdin, termios.TCSANOW, saved)
+        sock.close()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_start = sub.add_parser("start", help="start a machine (JSON file, or 'default')")
+    p_start.add_argument("machine")
+    p_start.add_argument("--iso", default=os.path.join(BUILD, "pre-nixos.iso"))
+    p_start.add_argument("--workdir", required=True)
+    p_start.add_argument("--accel", choices=("kvm", "tcg"))
+    for name in ("wait-ssh", "stop", "console"):
+        p = sub.add_parser(name)
+        p.add_argument("--workdir", required=True)
+        if name == "wait-ssh":
+            p.add_argument("--key", default=os.path.join(BUILD, "id_ed25519"))
+            p.add_argument("--timeout", type=int, default=900)
+    sub.add_parser("accel", help="probe KVM and print kvm or tcg")
+    args = parser.parse_args(argv)
+
+    if args.command == "start":
+        if args.machine == "default":
+            machine = DEFAULT_MACHINE
+        else:
+            with open(args.machine) as handle:
+                machine = json.load(handle)
+        state = start(machine, os.path.abspath(args.iso), os.path.abspath(args.workdir), args.accel)
+        print(json.dumps(state))
+    elif args.command == "wait-ssh":
+        wait_ssh(os.path.abspath(args.workdir), args.key, args.timeout)
+    elif args.command == "stop":
+        stop(os.path.abspath(args.workdir))
+    elif args.command == "console":
+        console(os.path.abspath(args.workdir))
+    elif args.command == "accel":
+        workdir = os.path.join(BUILD, "vm", "probe")
+        os.makedirs(workdir, exist_ok=True)
+        accel, why = probe_accel(extract_kernel(os.path.join(BUILD, "pre-nixos.iso"), workdir))
+        print("%s: %s" % (accel, why))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
