@@ -1,0 +1,677 @@
+# Copyright: pre-nixos baseline engineers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Reading what the disks hold now, for ``storage_apply``.
+
+Two halves:
+
+* pure parsers, text in and dicts out, one per tool (``parse_*``); malformed output raises
+  :class:`StateError` with the tool's name and the start of what it printed;
+* :func:`read_state`, which runs the read-only tools through the runner, reads ``/proc`` under
+  ``proc_root`` and returns a :class:`StorageState` that answers questions about devices.
+
+Sources, and why each one:
+
+``lsblk -J -b -O``
+    the device tree the kernel sees (partitions, md and dm holders), sizes, mountpoints.
+``blkid -p -o export DEV`` (every device on a planned disk)
+    what is *on* each device, probed from the device itself rather than udev's cache: the
+    decision to run ``mkfs`` or to call content foreign rests on it.
+``partx --show`` (every planned disk with a partition table)
+    the partition table *on the disk*: a run killed between ``sgdisk`` and the kernel's re-read
+    leaves partitions the kernel does not list yet; classification must see them.
+``/proc/mdstat``, ``mdadm --detail --export``, ``mdadm --examine --export``
+    running and inactive arrays, and the superblocks on members of arrays that are not running.
+``pvs``/``vgs``/``lvs --reportformat json --units b --nosuffix``
+    LVM, including volume groups whose LVs are not active.
+``/proc/self/mountinfo``, ``/proc/swaps``
+    mounts and active swap.
+
+The boot disk is resolved by ``disks.BootMediumResolver`` (the same code ``disk_facts`` uses),
+from the live mounts: sources of ``/``, ``/usr``, ``/boot``, ``/boot/efi`` and the live-medium
+mountpoints, followed through partitions, dm/md slaves and loop backing files.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+
+from ansible_collections.prenixos.baseline.plugins.module_utils.disks import (
+    BlockDevices,
+    BootMediumResolver,
+    DiskFactsError,
+    kernel_name,
+    parse_lsblk,
+    parse_mountinfo,
+    text_or_none,
+    walk,
+)
+
+LSBLK_ARGS = ("-J", "-b", "-O")
+PARTX_ARGS = ("--show", "--bytes", "--noheadings", "--pairs", "--output", "NR,START,SIZE,NAME,TYPE,SCHEME")
+LVM_REPORT_ARGS = ("--reportformat", "json", "--units", "b", "--nosuffix", "-o")
+PVS_FIELDS = "pv_name,vg_name,pv_size,pv_uuid"
+VGS_FIELDS = "vg_name,vg_size,vg_free,vg_extent_size,vg_attr,pv_count,lv_count"
+LVS_FIELDS = "lv_name,vg_name,lv_size,lv_path,lv_dm_path,lv_active,lv_attr"
+
+BLKID_NOTHING_FOUND = 2  # blkid -p: no signature on the device
+BLKID_AMBIVALENT = 8  # blkid -p: several signatures, nothing decided
+
+MD_TYPES = ("linear", "md", "raid0", "raid1", "raid4", "raid5", "raid6", "raid10")
+MDSTAT_ARRAY = re.compile(r"^(?P<name>md\S*) : (?P<state>active|inactive)(?P<rest>.*)$")
+MDSTAT_MEMBER = re.compile(r"^(?P<name>[^\[\s]+)\[(?P<slot>\d+)\](?P<flags>(?:\([A-Z]\))*)$")
+MDSTAT_LEVELS = ("linear", "multipath", "faulty", "raid0", "raid1", "raid4", "raid5", "raid6", "raid10")
+PAIR = re.compile(r'(?P<key>[A-Z_%:]+)="(?P<value>(?:[^"\\]|\\.)*)"')
+HEX_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
+OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+class StateError(Exception):
+    """A tool printed something this module cannot understand, or a file could not be read."""
+
+
+# ---------------------------------------------------------------- pure parsers
+
+
+def excerpt(text):
+    return repr((text or "")[:200])
+
+
+def parse_export(text, origin):
+    """``KEY=value`` lines (``blkid -o export``, ``mdadm --export``); backslash escapes undone."""
+    values = {}
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            raise StateError("%s printed a line that is not KEY=value: %r" % (origin, line[:200]))
+        values[key] = re.sub(r"\\(.)", r"\1", value)
+    return values
+
+
+def parse_blkid(text, rc, device):
+    """``blkid -p -o export`` → signature dict (empty when nothing was found).
+
+    ``PART_ENTRY_*`` keys (the table's entry for a partition, printed even for an empty one) and
+    ``DEVNAME`` are dropped: what remains is what is *on* the device (``TYPE``, ``LABEL``, ``PTTYPE``...).
+
+    rc 2 means "nothing found"; rc 8 means several signatures, reported as
+    ``{"TYPE": None, "AMBIVALENT": "1"}`` so that the caller treats the device as holding something.
+    """
+    if rc == BLKID_NOTHING_FOUND:
+        return {}
+    if rc == BLKID_AMBIVALENT:
+        return {"AMBIVALENT": "1"}
+    if rc != 0:
+        raise StateError("blkid -p %s failed with exit code %s" % (device, rc))
+    values = parse_export(text, "blkid -p %s" % device)
+    # what the partition table says about the partition itself is not content
+    content = {key: value for key, value in values.items()
+               if key != "DEVNAME" and not key.startswith("PART_ENTRY_")}
+    if "PTUUID" in content and "PTTYPE" not in content:
+        del content["PTUUID"]
+    return content
+
+
+def md_short_name(md_name):
+    """``any:main`` / ``host:main`` / ``main`` → ``main`` (mdadm prefixes the home host)."""
+    if not md_name:
+        return None
+    return md_name.split(":", 1)[1] if ":" in md_name else md_name
+
+
+def parse_mdadm_detail(text, device):
+    """``mdadm --detail --export`` → ``{level, raid_devices, metadata, uuid, name, short_name, devname, members}``."""
+    values = parse_export(text, "mdadm --detail --export %s" % device)
+    if "MD_DEVICES" not in values and "MD_LEVEL" not in values:
+        raise StateError("mdadm --detail --export %s printed neither MD_LEVEL nor MD_DEVICES: %s"
+                         % (device, excerpt(text)))
+    members = sorted(
+        value for key, value in values.items() if key.startswith("MD_DEVICE_") and key.endswith("_DEV")
+    )
+    return {
+        "level": values.get("MD_LEVEL"),
+        "raid_devices": to_int(values.get("MD_DEVICES"), "MD_DEVICES", "mdadm --detail %s" % device),
+        "metadata": values.get("MD_METADATA"),
+        "uuid": values.get("MD_UUID"),
+        "name": values.get("MD_NAME"),
+        "short_name": md_short_name(values.get("MD_NAME")) or values.get("MD_DEVNAME"),
+        "devname": values.get("MD_DEVNAME"),
+        "members": members,
+    }
+
+
+def parse_mdadm_examine(text, device):
+    """``mdadm --examine --export`` of a member → ``{level, raid_devices, name, short_name, uuid, events}``."""
+    values = parse_export(text, "mdadm --examine --export %s" % device)
+    if "MD_UUID" not in values:
+        raise StateError("mdadm --examine --export %s printed no MD_UUID: %s" % (device, excerpt(text)))
+    return {
+        "level": values.get("MD_LEVEL"),
+        "raid_devices": to_int(values.get("MD_DEVICES"), "MD_DEVICES", "mdadm --examine %s" % device),
+        "name": values.get("MD_NAME"),
+        "short_name": md_short_name(values.get("MD_NAME")),
+        "uuid": values["MD_UUID"],
+        "events": to_int(values.get("MD_EVENTS"), "MD_EVENTS", "mdadm --examine %s" % device),
+    }
+
+
+def parse_mdstat(text):
+    """``/proc/mdstat`` → ``{kname: {active, read_only, level, members: [{name, slot, flags}]}}``."""
+    arrays = {}
+    for line in (text or "").splitlines():
+        if not line.startswith("md"):
+            continue
+        match = MDSTAT_ARRAY.match(line.rstrip())
+        if not match:
+            raise StateError("/proc/mdstat has an array line this module cannot read: %r" % line[:200])
+        tokens = match.group("rest").split()
+        read_only = False
+        while tokens and tokens[0].startswith("("):
+            read_only = read_only or "read-only" in tokens[0]
+            tokens.pop(0)
+        level = tokens.pop(0) if tokens and tokens[0] in MDSTAT_LEVELS else None
+        members = []
+        for token in tokens:
+            member = MDSTAT_MEMBER.match(token)
+            if not member:
+                raise StateError("/proc/mdstat lists a member this module cannot read: %r in %r" % (token, line))
+            members.append(
+                {
+                    "name": member.group("name"),
+                    "slot": int(member.group("slot")),
+                    "flags": re.findall(r"\(([A-Z])\)", member.group("flags")),
+                }
+            )
+        arrays[match.group("name")] = {
+            "active": match.group("state") == "active",
+            "read_only": read_only,
+            "level": level,
+            "members": members,
+        }
+    return arrays
+
+
+def parse_swaps(text):
+    """``/proc/swaps`` → list of swap file/device paths."""
+    lines = (text or "").splitlines()
+    if lines and not lines[0].startswith("Filename"):
+        raise StateError("/proc/swaps does not start with its header line: %s" % excerpt(text))
+    return [OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), line.split()[0]) for line in lines[1:] if line.strip()]
+
+
+def parse_lvm_report(text, kind, command):
+    """Rows of one ``pvs``/``vgs``/``lvs --reportformat json`` report (``kind``: pv, vg, lv)."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError) as err:
+        raise StateError("%s did not print valid JSON (%s): %s" % (command, err, excerpt(text))) from None
+    report = data.get("report") if isinstance(data, dict) else None
+    if not isinstance(report, list):
+        raise StateError("%s printed JSON without a 'report' list: %s" % (command, excerpt(text)))
+    rows = []
+    for entry in report:
+        if not isinstance(entry, dict) or not isinstance(entry.get(kind, []), list):
+            raise StateError("%s printed a report entry without a '%s' list: %s" % (command, kind, excerpt(text)))
+        for row in entry.get(kind, []):
+            if not isinstance(row, dict):
+                raise StateError("%s printed a %s row that is not an object: %r" % (command, kind, row))
+            rows.append(row)
+    return rows
+
+
+def to_int(value, field, origin):
+    """A number LVM/mdadm printed (string or int); None stays None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise StateError("%s: %s=%r is not a number" % (origin, field, value))
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if text.endswith("B") and text[:-1].isdigit():  # --nosuffix ignored by an old LVM
+        text = text[:-1]
+    if not text.isdigit():
+        raise StateError("%s: %s=%r is not a number of bytes" % (origin, field, value))
+    return int(text)
+
+
+def require_field(row, field, command):
+    if field not in row:
+        raise StateError("%s printed a row without %s: %r" % (command, field, row))
+    return row[field]
+
+
+def parse_pvs(text):
+    """``pvs`` report → ``[{pv_name, vg_name, size, uuid}]`` (``vg_name`` "" for an orphan PV)."""
+    command = "pvs"
+    return [
+        {
+            "pv_name": require_field(row, "pv_name", command),
+            "vg_name": row.get("vg_name") or "",
+            "size": to_int(row.get("pv_size"), "pv_size", command),
+            "uuid": row.get("pv_uuid"),
+        }
+        for row in parse_lvm_report(text, "pv", command)
+    ]
+
+
+def parse_vgs(text):
+    """``vgs`` report → ``{name: {size, free, extent_size, attr, partial, pv_count, lv_count}}``."""
+    command = "vgs"
+    groups = {}
+    for row in parse_lvm_report(text, "vg", command):
+        name = require_field(row, "vg_name", command)
+        attr = row.get("vg_attr") or ""
+        groups[name] = {
+            "size": to_int(require_field(row, "vg_size", command), "vg_size", command),
+            "free": to_int(require_field(row, "vg_free", command), "vg_free", command),
+            "extent_size": to_int(row.get("vg_extent_size"), "vg_extent_size", command),
+            "attr": attr,
+            "partial": len(attr) > 3 and attr[3] == "p",
+            "pv_count": to_int(row.get("pv_count"), "pv_count", command),
+            "lv_count": to_int(row.get("lv_count"), "lv_count", command),
+        }
+    return groups
+
+
+def parse_lvs(text):
+    """``lvs`` report → ``{"vg/lv": {vg, name, size, path, dm_path, active}}``."""
+    command = "lvs"
+    volumes = {}
+    for row in parse_lvm_report(text, "lv", command):
+        vg_name = require_field(row, "vg_name", command)
+        name = require_field(row, "lv_name", command)
+        attr = row.get("lv_attr") or ""
+        volumes["%s/%s" % (vg_name, name)] = {
+            "vg": vg_name,
+            "name": name,
+            "size": to_int(require_field(row, "lv_size", command), "lv_size", command),
+            "path": row.get("lv_path") or "/dev/%s/%s" % (vg_name, name),
+            "dm_path": row.get("lv_dm_path") or None,
+            "active": row.get("lv_active") == "active" or (len(attr) > 4 and attr[4] == "a"),
+        }
+    return volumes
+
+
+def unescape_pair_value(value):
+    value = HEX_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), value)
+    return re.sub(r"\\(.)", r"\1", value)
+
+
+def parse_partx(text, device):
+    """``partx --show --bytes --pairs`` → ``[{number, start, size, name, type, scheme}]`` in number order.
+
+    ``start`` is in 512-byte sectors (libblkid's unit), ``size`` in bytes, ``type`` the GPT type GUID
+    (lower case) or the MBR type (``0x83``).
+    """
+    partitions = []
+    for line in (text or "").splitlines():
+        if not line.strip():
+            continue
+        pairs = {m.group("key"): unescape_pair_value(m.group("value")) for m in PAIR.finditer(line)}
+        if "NR" not in pairs or not pairs["NR"].isdigit():
+            raise StateError("partx --show %s printed a line without a partition number: %r" % (device, line[:200]))
+        origin = "partx --show %s" % device
+        partitions.append(
+            {
+                "number": int(pairs["NR"]),
+                "start": to_int(pairs.get("START"), "START", origin),
+                "size": to_int(pairs.get("SIZE"), "SIZE", origin),
+                "name": pairs.get("NAME") or None,
+                "type": (pairs.get("TYPE") or "").lower() or None,
+                "scheme": pairs.get("SCHEME") or None,
+            }
+        )
+    return sorted(partitions, key=lambda p: p["number"])
+
+
+# ---------------------------------------------------------------- the state
+
+
+class StorageState:
+    """Everything read at one moment, indexed by kernel name (``sda2``, ``md127``, ``dm-0``).
+
+    Attributes (all plain data, so tests can build one by hand):
+
+    ``nodes``            kname → lsblk entry (first occurrence), ``children`` kname → child knames
+    ``tops``             kname → top-level disk names it sits on
+    ``probes``           kname → ``blkid -p`` dict (only devices on the planned disks)
+    ``tables``           disk → on-disk partitions (``partx``), or None when there is no table
+    ``mdstat``           kname → ``parse_mdstat`` entry; ``md_details`` kname → ``parse_mdadm_detail``
+    ``superblocks``      kname → ``parse_mdadm_examine`` (members on the planned disks)
+    ``pvs`` / ``vgs`` / ``lvs``  as parsed; ``pv_knames`` pv_name → kname
+    ``mounts``           mountinfo entries with ``kname`` added; ``swaps`` knames (or paths)
+    ``boot_disks``       top-level disks the running system lives on
+    """
+
+    def __init__(self, top_level, mounts, dev_root="/dev"):
+        self.dev_root = dev_root
+        self.blockdevices = BlockDevices(top_level)
+        self.top_level = list(top_level)
+        self.nodes = {}
+        self.children = {}
+        for top in self.top_level:
+            for node in walk(top):
+                name = kernel_name(node)
+                self.nodes.setdefault(name, node)
+                kids = self.children.setdefault(name, [])
+                for child in node.get("children") or []:
+                    if kernel_name(child) not in kids:
+                        kids.append(kernel_name(child))
+        self.tops = {name: set(tops) for name, tops in self.blockdevices.tops_of.items()}
+        self.mounts = [dict(mount, kname=self.blockdevices.find(mount["number"], mount["source"], dev_root))
+                       for mount in mounts]
+        self.raw_mounts = mounts
+        self.probes = {}
+        self.tables = {}
+        self.mdstat = {}
+        self.md_details = {}
+        self.superblocks = {}
+        self.pvs = []
+        self.vgs = {}
+        self.lvs = {}
+        self.swaps = []
+        self.boot_disks = set()
+
+    # -- devices
+
+    def kname_of(self, path):
+        """Kernel name of a /dev path (``/dev/md/main``, ``/dev/mapper/x``, ``/dev/main/slash``), or None."""
+        if not path:
+            return None
+        if not path.startswith("/dev/"):
+            return path if path in self.nodes else None
+        found = self.blockdevices.by_path.get(path)
+        if found:
+            return found
+        try:
+            resolved = os.path.realpath(os.path.join(self.dev_root, path[len("/dev/"):]))
+            relative = os.path.relpath(resolved, os.path.realpath(self.dev_root))
+        except (OSError, ValueError):
+            return None
+        name = self.blockdevices.by_path.get("/dev/" + relative)
+        if name:
+            return name
+        return relative if relative in self.nodes else None
+
+    def node_path(self, kname):
+        node = self.nodes.get(kname)
+        return (node.get("path") if node else None) or "/dev/" + kname
+
+    def node_type(self, kname):
+        node = self.nodes.get(kname)
+        return node.get("type") if node else None
+
+    def node_size(self, kname):
+        node = self.nodes.get(kname)
+        value = node.get("size") if node else None
+        return int(value) if isinstance(value, (int, str)) and str(value).isdigit() else None
+
+    def present(self, disk):
+        return disk in self.blockdevices.top_names
+
+    def descendants(self, kname):
+        """Every device stacked on ``kname`` (partitions, arrays, volumes), parents before children."""
+        seen, order, queue = set(), [], list(self.children.get(kname, []))
+        while queue:
+            name = queue.pop(0)
+            if name in seen:
+                continue
+            seen.add(name)
+            order.append(name)
+            queue.extend(self.children.get(name, []))
+        return order
+
+    def kernel_partitions(self, disk):
+        """Partitions of ``disk`` the kernel lists: ``{number: kname}``."""
+        found = {}
+        for child in self.children.get(disk, []):
+            node = self.nodes.get(child, {})
+            if node.get("type") == "part":
+                number = partition_number(disk, child, node)
+                if number is not None:
+                    found[number] = child
+        return found
+
+    def probe(self, kname):
+        return self.probes.get(kname, {})
+
+    def mounts_of(self, kname):
+        return [mount for mount in self.mounts if mount["kname"] == kname]
+
+    def mount_at(self, target):
+        """The topmost mount at ``target``, or None."""
+        found = [mount for mount in self.mounts if mount["mountpoint"] == target]
+        return found[-1] if found else None
+
+    def swap_active(self, kname):
+        return kname in self.swaps
+
+    def labels(self):
+        """``{label: set of knames}`` for every device that carries a filesystem label."""
+        labels = {}
+        for name, node in self.nodes.items():
+            label = self.probes[name].get("LABEL") if name in self.probes else text_or_none(node.get("label"))
+            if label:
+                labels.setdefault(label, set()).add(name)
+        return labels
+
+    # -- md
+
+    def md_arrays(self):
+        """knames of every md array the kernel has (mdstat, plus lsblk md nodes)."""
+        names = set(self.mdstat)
+        names.update(name for name, node in self.nodes.items() if node.get("type") in MD_TYPES)
+        return sorted(names)
+
+    def md_members(self, kname):
+        if kname in self.mdstat:
+            return [member["name"] for member in self.mdstat[kname]["members"]]
+        details = self.md_details.get(kname)
+        if details:
+            return [self.kname_of(path) or path for path in details["members"]]
+        return []
+
+    def md_name(self, kname):
+        """Short name (``main``) of a running array, from ``--detail`` or the members' superblocks."""
+        details = self.md_details.get(kname) or {}
+        if details.get("short_name"):
+            return details["short_name"]
+        for member in self.md_members(kname):
+            if member in self.superblocks:
+                return self.superblocks[member]["short_name"]
+        return None
+
+    def md_active(self, kname):
+        entry = self.mdstat.get(kname)
+        return bool(entry and entry["active"])
+
+    def md_level(self, kname):
+        entry = self.mdstat.get(kname) or {}
+        return entry.get("level") or (self.md_details.get(kname) or {}).get("level")
+
+    def md_tops(self, kname):
+        tops = set(self.tops.get(kname, ()))
+        for member in self.md_members(kname):
+            tops |= self.tops.get(member, {member})
+        return tops
+
+    # -- LVM
+
+    def pv_kname(self, pv):
+        return self.kname_of(pv["pv_name"]) or pv["pv_name"]
+
+    def pv_on(self, kname):
+        for pv in self.pvs:
+            if self.pv_kname(pv) == kname:
+                return pv
+        return None
+
+    def vg_pvs(self, vg_name):
+        return [pv for pv in self.pvs if pv["vg_name"] == vg_name]
+
+    def vg_tops(self, vg_name):
+        tops = set()
+        for pv in self.vg_pvs(vg_name):
+            kname = self.pv_kname(pv)
+            tops |= self.tops.get(kname, {kname})
+        return tops
+
+    def lv(self, vg_name, lv_name):
+        return self.lvs.get("%s/%s" % (vg_name, lv_name))
+
+    def lv_kname(self, volume):
+        """kname of an active LV (``dm-0``), or None."""
+        if not volume or not volume["active"]:
+            return None
+        return self.kname_of(volume["dm_path"]) or self.kname_of(volume["path"])
+
+    def lv_of_kname(self, kname):
+        for volume in self.lvs.values():
+            if self.lv_kname(volume) == kname:
+                return volume
+        return None
+
+    # -- copies
+
+    def without_disks(self, disks):
+        """A copy in which ``disks`` are blank: what check mode assumes after a wipe."""
+        disks = set(disks)
+        gone = set()
+        for disk in disks:
+            gone.update(self.descendants(disk))
+        kept_top = []
+        for top in self.top_level:
+            if kernel_name(top) in disks:
+                kept_top.append({key: value for key, value in top.items()
+                                 if key not in ("children", "pttype", "fstype")})
+            else:
+                kept_top.append(prune(top, gone))
+        blank = StorageState(kept_top, self.raw_mounts, self.dev_root)
+        blank.mounts = [mount for mount in self.mounts if mount["kname"] not in gone]
+        blank.probes = {name: probe for name, probe in self.probes.items() if name not in gone and name not in disks}
+        blank.tables = {name: table for name, table in self.tables.items() if name not in disks}
+        blank.mdstat = {name: entry for name, entry in self.mdstat.items()
+                        if name not in gone and not set(self.md_members(name)) & gone}
+        blank.md_details = {name: entry for name, entry in self.md_details.items() if name in blank.mdstat}
+        blank.superblocks = {name: entry for name, entry in self.superblocks.items() if name not in gone}
+        gone_vgs = {pv["vg_name"] for pv in self.pvs if self.pv_kname(pv) in gone and pv["vg_name"]}
+        blank.pvs = [pv for pv in self.pvs if self.pv_kname(pv) not in gone]
+        blank.vgs = {name: vg for name, vg in self.vgs.items() if name not in gone_vgs}
+        blank.lvs = {key: lv for key, lv in self.lvs.items() if lv["vg"] not in gone_vgs}
+        blank.swaps = [name for name in self.swaps if name not in gone]
+        blank.boot_disks = set(self.boot_disks)
+        return blank
+
+
+def prune(node, gone):
+    copy = dict(node)
+    if node.get("children"):
+        copy["children"] = [prune(child, gone) for child in node["children"] if kernel_name(child) not in gone]
+    return copy
+
+
+def partition_number(disk, kname, node=None):
+    """The partition number of ``kname`` on ``disk`` (``sda2`` → 2, ``nvme0n1p2`` → 2)."""
+    if node is not None and isinstance(node.get("partn"), int):
+        return node["partn"]
+    suffix = kname[len(disk):] if kname.startswith(disk) else ""
+    if suffix.startswith("p") and disk[-1:].isdigit():
+        suffix = suffix[1:]
+    return int(suffix) if suffix.isdigit() else None
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_text(path, missing_ok=False):
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        if missing_ok:
+            return ""
+        raise StateError("cannot read %s: it does not exist" % path) from None
+    except OSError as err:
+        raise StateError("cannot read %s: %s" % (path, err.strerror or err)) from None
+
+
+def tool(tools, name):
+    return (tools or {}).get(name, name)
+
+
+def read_state(runner, disk_names, tools=None, sysfs_root="/sys", proc_root="/proc", dev_root="/dev",
+               settle_timeout=30):
+    """Read everything ``storage_apply`` decides on. Only read-only commands are run.
+
+    ``disk_names`` are the planned disks: their devices are probed with ``blkid -p`` and their
+    on-disk tables read with ``partx``. Raises StateError or the runner's CommandError.
+    """
+    runner.run([tool(tools, "udevadm"), "settle", "-t", str(settle_timeout)], check=False)
+    _, out, _ = runner.run([tool(tools, "lsblk")] + list(LSBLK_ARGS))
+    try:
+        top_level = parse_lsblk(out)
+        mounts = parse_mountinfo(read_text(os.path.join(proc_root, "self", "mountinfo")),
+                                 os.path.join(proc_root, "self", "mountinfo"))
+    except DiskFactsError as err:
+        raise StateError(str(err)) from None
+    state = StorageState(top_level, mounts, dev_root)
+    try:
+        state.boot_disks = BootMediumResolver(state.blockdevices, mounts, sysfs_root, dev_root).resolve()
+    except DiskFactsError as err:
+        raise StateError("cannot tell which disk the running system lives on: %s" % err) from None
+
+    state.mdstat = parse_mdstat(read_text(os.path.join(proc_root, "mdstat"), missing_ok=True))
+    state.swaps = [state.kname_of(path) or path for path in parse_swaps(
+        read_text(os.path.join(proc_root, "swaps"), missing_ok=True) or "Filename\n")]
+    for kname, entry in sorted(state.mdstat.items()):
+        if entry["active"]:
+            device = "/dev/" + kname
+            _, out, _ = runner.run([tool(tools, "mdadm"), "--detail", "--export", device])
+            state.md_details[kname] = parse_mdadm_detail(out, device)
+
+    for kind, fields, parser, attribute in (
+        ("pvs", PVS_FIELDS, parse_pvs, "pvs"),
+        ("vgs", VGS_FIELDS, parse_vgs, "vgs"),
+        ("lvs", LVS_FIELDS, parse_lvs, "lvs"),
+    ):
+        _, out, _ = runner.run([tool(tools, kind)] + list(LVM_REPORT_ARGS) + [fields])
+        setattr(state, attribute, parser(out))
+
+    for disk in disk_names:
+        if not state.present(disk):
+            continue
+        for kname in [disk] + state.descendants(disk):
+            if kname in state.probes or state.node_size(kname) == 0:
+                continue  # an inactive array has no content to probe
+            state.probes[kname] = probe_device(runner, tools, state.node_path(kname))
+        state.tables[disk] = None
+        if state.probes[disk].get("PTTYPE"):
+            device = "/dev/" + disk
+            rc, out, err = runner.run([tool(tools, "partx")] + list(PARTX_ARGS) + [device], check=False)
+            if rc != 0 and (out.strip() or "failed to read partition table" not in err):
+                raise StateError("partx --show %s failed (rc=%s): %s" % (device, rc, err.strip()))
+            state.tables[disk] = parse_partx(out, device) if rc == 0 else []
+        for kname in [disk] + state.descendants(disk):
+            if state.probe(kname).get("TYPE") == "linux_raid_member":
+                superblock = examine(runner, tools, state.node_path(kname))
+                if superblock is not None:
+                    state.superblocks[kname] = superblock
+    return state
+
+
+def probe_device(runner, tools, device):
+    rc, out, _ = runner.run([tool(tools, "blkid"), "-p", "-o", "export", device], check=False)
+    return parse_blkid(out, rc, device)
+
+
+def examine(runner, tools, device):
+    """The md superblock on ``device``, or None when mdadm finds none."""
+    rc, out, _ = runner.run([tool(tools, "mdadm"), "--examine", "--export", device], check=False)
+    if rc != 0:
+        return None
+    return parse_mdadm_examine(out, device)
+
