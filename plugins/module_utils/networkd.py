@@ -14,7 +14,7 @@ import re
 MANAGED_BY = "# Managed by prenixos.baseline.lan; changes are overwritten."
 
 # /etc/issue lines this collection owns: the rest of the file (the distro's banner) is kept.
-ISSUE_PREFIXES = ("pre-nixos: ssh ", "pre-nixos: lan ", "pre-nixos: network ")
+ISSUE_PREFIXES = ("pre-nixos: ssh ", "pre-nixos: lan ", "pre-nixos: network")
 
 
 def link_file_name(name):
@@ -191,5 +191,5 @@ def failure_lines(message, hint=""):
     """The operator's lines when the network is not configured."""
     lines = ["pre-nixos: network not configured: %s" % message]
     if hint:
-        lines.append("pre-nixos: network %s" % hint)
+        lines.append("pre-nixos: network: %s" % hint)
     return lines

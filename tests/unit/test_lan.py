@@ -428,7 +428,7 @@ def test_a_failure_is_announced_once_and_replaced_by_the_address_later(world):
         "pre-nixos: network not configured: no carrier on any NIC within 1 s: ens3 (52:54:00:12:34:56, operstate down, "
         "carrier 0), ens4 (52:54:00:12:34:57, operstate down, carrier 0), ens5 (52:54:00:12:34:58, operstate down, "
         "carrier 0)",
-        "pre-nixos: network retrying every 30 s",
+        "pre-nixos: network: retrying every 30 s",
     ]
     assert w.issue.read_text() == DEBIAN_ISSUE + "\n".join(failure) + "\n\n"
     assert w.console_text() == ["".join(line + "\r\n" for line in failure)] * 2

@@ -137,7 +137,7 @@ def test_the_operator_lines_say_where_to_ssh_and_why_not():
     ]
     assert networkd.failure_lines("no carrier", "retrying") == [
         "pre-nixos: network not configured: no carrier",
-        "pre-nixos: network retrying",
+        "pre-nixos: network: retrying",
     ]
 
 
