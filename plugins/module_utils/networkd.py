@@ -131,7 +131,7 @@ def parse_networkctl_status(text):
     fields = {}
     label = None
     for line in (text or "").splitlines():
-        found = re.match(r"^\s*([A-Z][A-Za-z0-9 /]*):\s(.*)$", line)
+        found = re.match(r"^\s*([A-Z][A-Za-z0-9 /().-]*):\s(.*)$", line)
         if found:
             label = found.group(1).strip()
             fields.setdefault(label, []).append(found.group(2).strip())

@@ -145,12 +145,12 @@ address:
   type: str
   sample: 10.0.2.15
 prefix:
-  description: The prefix length of O(address).
+  description: The prefix length of RV(address).
   returned: success
   type: int
   sample: 24
 network:
-  description: The network of O(address).
+  description: The network of RV(address).
   returned: success
   type: str
   sample: 10.0.2.0/24
@@ -406,7 +406,7 @@ class Lan:
         holder = self.named()
         if holder is not None:
             raise LanFailure(
-                "cannot name %s %s: %s already has that name but no link; unplug its cable or reboot"
+                "cannot name %s %s: %s already has that name (an earlier choice); reboot to choose again"
                 % (nic["name"], self.name, nics.describe(holder))
             )
         self.act([self.ip, "link", "set", "dev", nic["name"], "down"])

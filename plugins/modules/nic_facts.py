@@ -13,7 +13,7 @@ description:
     (loopback, bridges, bonds, veths and tunnels have none), and returns them as C(ansible_facts.prenixos_nics).
   - Reads sysfs and runs C(ip -j link show) once (for the permanent MAC). Changes nothing.
   - The list is in bus order (the device tree under C(/sys/devices), PCI addresses compared as
-    fixed-width hex), then by name: the same hardware gives the same list every time.
+    fixed-width hex), then by name. The same hardware gives the same list every time.
 author: pre-nixos baseline engineers (@prenixos)
 options:
   sysfs_root:

@@ -327,8 +327,8 @@ def test_a_lan_without_link_blocks_the_name_for_another_nic(world):
     result = w.run(carrier_timeout=2)
     assert result["failed"] is True
     assert result["msg"] == (
-        "cannot name ens4 lan: lan (52:54:00:12:34:56, operstate down, carrier 0) already has that name but no link; "
-        "unplug its cable or reboot"
+        "cannot name ens4 lan: lan (52:54:00:12:34:56, operstate down, carrier 0) already has that name "
+        "(an earlier choice); reboot to choose again"
     )
 
 

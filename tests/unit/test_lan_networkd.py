@@ -29,6 +29,7 @@ NETWORKCTL_STATUS = """\
                           Path: pci-0000:00:03.0
                         Driver: e1000
                     HW Address: 52:54:00:12:34:56 (Red Hat, Inc.)
+      Number of Queues (Tx/Rx): 1/1
                        Address: 10.0.2.15 (DHCP4 via 10.0.2.2)
                                 fec0::5054:ff:fe12:3456
                                 fe80::5054:ff:fe12:3456
@@ -38,6 +39,7 @@ NETWORKCTL_STATUS = """\
                                 192.168.1.1
                                 10.0.2.3
                 Search Domains: example.net
+               DHCP4 Client ID: IAID:0x3a1b2c4d/DUID
              Activation Policy: up
 """
 
@@ -89,6 +91,19 @@ def test_the_dhcp_address_wins_over_a_static_one_and_link_local_or_tentative_one
     assert networkd.parse_ipv4_address(addr_show(link_local, tentative)) is None
     assert networkd.parse_ipv4_address("[]") is None
     assert networkd.parse_ipv4_address("") is None
+
+
+def test_this_hosts_ip_output_gives_its_static_address_and_gateway():
+    # `ip -j -4 addr show dev eth0` and `ip -j -4 route show default dev eth0` on this development host, verbatim
+    addr = (
+        '[{"ifindex":4,"ifname":"eth0","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1400,'
+        '"qdisc":"pfifo_fast","operstate":"UP","group":"default","txqlen":1000,"addr_info":[{"family":"inet",'
+        '"local":"192.0.2.2","prefixlen":24,"broadcast":"192.0.2.255","scope":"global","label":"eth0",'
+        '"valid_life_time":4294967295,"preferred_life_time":4294967295}]}]'
+    )
+    assert networkd.parse_ipv4_address(addr) == ipaddress.ip_interface("192.0.2.2/24")
+    assert networkd.parse_default_gateway('[{"dst":"default","gateway":"192.0.2.1","flags":[]}]') == "192.0.2.1"
+    assert networkd.parse_ipv4_address("[{}]") is None
 
 
 def test_the_gateway_is_the_first_default_route():
