@@ -68,8 +68,8 @@ def test_the_default_machine_as_disko(tmp_path):
         "main": {"type": "lvm_vg", "lvs": {"slash": {"size": "51200M", "content": ext4("slash", "/")},
                                            "home": {"size": "3000M", "content": ext4("home", "/home")}}},
         "main_1": {"type": "lvm_vg", "lvs": {}},
-        "swap": {"type": "lvm_vg", "lvs": {"swap": {"size": "16240M", "content": {"type": "swap",
-                                                                                 "extraArgs": ["-L", "swap"]}}}},
+        "swap": {"type": "lvm_vg",
+                 "lvs": {"swap": {"size": "16240M", "content": {"type": "swap", "extraArgs": ["-L", "swap"]}}}},
         "large": {"type": "lvm_vg", "lvs": {"data": {"size": "48868M", "content": ext4("data", "/data")}}},
     }
 

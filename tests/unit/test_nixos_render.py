@@ -472,7 +472,7 @@ def test_strings_round_trip_through_nix_in_both_string_syntaxes(texts):
         items.append(nixos.nix_string(text))
         items.append(nixos.to_nix(nixos.NixIndented(text), 2))
     evaluated = evaluate_expression("[\n" + "\n".join("  (%s)" % item for item in items) + "\n]")
-    assert evaluated == [text for text in texts for _ in (0, 1)]
+    assert evaluated == [text for text in texts for syntax in ("double-quoted", "indented")]
 
 
 @needs_nix
