@@ -13,10 +13,19 @@ Both are pure functions of the plan dict.
 """
 from __future__ import annotations
 
+# The Nix syntax and the plan-to-NixOS helpers live with the full NixOS renderer; this fragment shares them.
+from ansible_collections.prenixos.baseline.plugins.module_utils.nixos import (
+    nix_comment,
+    nix_list,
+    nix_string,
+    raid_kernel_modules,
+    spare_esps,
+    swap_labels,
+)
+from ansible_collections.prenixos.baseline.plugins.module_utils.nixos import storage_mounts as mounts
+
 MiB = 1024 ** 2
 GiB = 1024 ** 3
-
-RAID_KERNEL_MODULES = {"raid0": "raid0", "raid1": "raid1", "raid5": "raid456", "raid6": "raid456"}
 
 
 def human_size(size):
@@ -145,45 +154,18 @@ def render_nixos(plan):
             lines.append("    options = %s;" % nix_list(options))
         lines.append("  };")
 
-    swap_labels = [lv["label"] for lv in plan["logical_volumes"] if lv["filesystem"] == "swap"]
-    lines.append("  swapDevices = [ %s];" % "".join("{ label = %s; } " % nix_string(label) for label in swap_labels))
+    swap = "".join("{ label = %s; } " % nix_string(label) for label in swap_labels(plan))
+    lines.append("  swapDevices = [ %s];" % swap)
 
-    spare_esps = [p["label"] for p in plan["partitions"] if p["filesystem"] == "vfat" and not p["mountpoint"]]
-    if spare_esps:
-        spare_list = ", ".join(spare_esps)
-        lines.append("  # Spare ESPs, not mounted (copy the bootloader there to boot from them): " + spare_list)
+    spares = spare_esps(plan)
+    if spares:
+        lines.append("  " + nix_comment(
+            "Spare ESPs, not mounted (copy the bootloader there to boot from them): " + ", ".join(spares)))
 
     if plan["arrays"]:
-        modules = sorted({"md_mod"} | {RAID_KERNEL_MODULES[array["level"]] for array in plan["arrays"]})
         lines.append("  boot.swraid.enable = true;")
         lines.append("  boot.swraid.mdadmConf = %s;" % nix_string("MAILADDR root"))
-        lines.append("  boot.initrd.availableKernelModules = %s;" % nix_list(modules))
+        lines.append("  boot.initrd.availableKernelModules = %s;" % nix_list(raid_kernel_modules(plan)))
     lines.append("  boot.initrd.services.lvm.enable = true;")
     lines.append("}")
     return "\n".join(lines) + "\n"
-
-
-def mounts(plan):
-    """``(mountpoint, label, fsType, options)`` for every mounted filesystem, by mount point."""
-    found = [
-        (lv["mountpoint"], lv["label"], lv["filesystem"], [])
-        for lv in plan["logical_volumes"]
-        if lv["mountpoint"]
-    ]
-    found += [
-        (p["mountpoint"], p["label"], p["filesystem"], ["fmask=0077", "dmask=0077"])
-        for p in plan["partitions"]
-        if p["filesystem"] and p["mountpoint"]
-    ]
-    return sorted(found)
-
-
-def nix_string(text):
-    """A Nix double-quoted string literal (backslash, quote and ``${`` escaped)."""
-    escaped = str(text).replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")
-    escaped = escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-    return '"%s"' % escaped
-
-
-def nix_list(items):
-    return "[ %s ]" % " ".join(nix_string(item) for item in items)
