@@ -135,12 +135,15 @@ class Step:
     ``precheck(runner)``: run right before (real runs only); returns False to skip the step, raises
     ApplyError to stop. ``resolve(runner)``: returns the argv to run, for values known only then.
     ``hint``: added to the error message when the command fails.
+    ``stage``: build stages (1 partitions, 2 arrays, 3 the rest); a real run re-reads the state
+    after each stage, so that what an assembled array brings back is seen before LVM is touched.
     """
 
-    def __init__(self, argv, why, phase, wait_for=(), precheck=None, resolve=None, hint=None):
+    def __init__(self, argv, why, phase, wait_for=(), precheck=None, resolve=None, hint=None, stage=0):
         self.argv = [str(arg) for arg in argv]
         self.why = why
         self.phase = phase
+        self.stage = stage
         self.wait_for = tuple(wait_for)
         self.precheck = precheck
         self.resolve = resolve
@@ -555,15 +558,18 @@ class Classifier:
         return False
 
     def foreign_content(self, kname):
+        """Report what is on a foreign (or wrongly filled) device; an empty one adds nothing to its entry."""
         probe = self.state.probe(kname)
-        what = describe_probe(probe) if probe else "partition"
+        what = describe_probe(probe) if probe else None
         superblock = self.state.superblocks.get(kname)
         if superblock:
             what = "RAID member of %s (%s)" % (superblock.get("name") or superblock["uuid"], superblock.get("level"))
         pv = self.state.pv_on(kname)
         if pv is not None:
             what = "LVM physical volume%s" % (" of VG %s" % pv["vg_name"] if pv["vg_name"] else "")
-        self.foreign("%s: %s%s" % (kname, what, self.usage(kname)))
+        usage = self.usage(kname)
+        if what or usage:
+            self.foreign("%s: %s%s" % (kname, what or "in use", usage))
 
     def usage(self, kname):
         state = self.state
@@ -779,6 +785,7 @@ class Builder:
         self.fresh = set()
         self.array_paths = {}
         self.unknown = set()  # devices whose content cannot be read yet (not in the kernel, LV inactive)
+        self.in_stage_three = False
 
     def build(self):
         self.partitions()
@@ -791,8 +798,13 @@ class Builder:
         self.swaps()
         return self.steps
 
+    STAGES = {"partition": 1, "settle": None, "filesystem": None, "array": 2, "lvm": 3, "mount": 3, "swap": 3}
+
     def add(self, argv, why, phase, **kwargs):
-        self.steps.append(Step(argv, why, phase, **kwargs))
+        stage = self.STAGES[phase] or (self.steps[-1].stage if self.steps else 1)
+        if phase == "filesystem" and not self.in_stage_three:
+            stage = 2  # the ESPs, made between partitioning and the arrays
+        self.steps.append(Step(argv, why, phase, stage=stage, **kwargs))
 
     def settle(self, why, nodes):
         self.add([self.tools("udevadm"), "settle", "-t", str(self.settle_timeout)], why, "settle", wait_for=nodes)
@@ -908,11 +920,12 @@ class Builder:
         members = array["devices"]
         running = self.running_array(array)
         if running is not None:
-            self.array_paths[name] = "/dev/" + running
+            path = array["device"] if state.kname_of(array["device"]) == running else "/dev/" + running
+            self.array_paths[name] = path
             present = {"/dev/" + member for member in state.md_members(running)}
             for member in members:
                 if member not in present:
-                    self.add_member(array, "/dev/" + running, member)
+                    self.add_member(array, path, member)
             return
         self.array_paths[name] = array["device"]
         member_knames = {self.kname(m) for m in members} - {None}
@@ -980,6 +993,7 @@ class Builder:
 
     def volume_groups(self):
         tools, state = self.tools, self.state
+        self.in_stage_three = True
         for vg in self.view.vgs.values():
             paths = [self.array_paths.get(pv[len("/dev/md/"):], pv) if pv.startswith("/dev/md/") else pv
                      for pv in vg["pvs"]]
@@ -1358,20 +1372,38 @@ class Applier:
                                      % foreign_message(again))
 
         build = Builder(self.view, state, self.tools, self.root, self.settle_timeout, self.notes).build()
-        guard = Guard(self.view, state, self.root)
-        self.guard(build, guard)
-        planned += build
+        self.guard(build, Guard(self.view, state, self.root))
         if self.check_mode:
+            planned += build
             after = planned_layout(self.view, self.root, before) if planned else before
             return self.result(bool(planned), [step.argv for step in planned], before, after, wiped)
 
-        self.execute(build, guard)
-        final = self.read()
-        remaining = Builder(self.view, final, self.tools, self.root, self.settle_timeout, []).build()
-        if remaining:
-            raise ApplyError("the disks did not converge to the plan; still to do: %s"
-                             % "; ".join(step.why for step in remaining))
-        return self.result(bool(planned), list(self.executed), before, layout_of(self.view, final, self.root), wiped)
+        final = self.build_in_stages(state, build)
+        return self.result(bool(self.executed), list(self.executed), before, layout_of(self.view, final, self.root),
+                           wiped)
+
+    def build_in_stages(self, state, build):
+        """Run the first stage of ``build``, re-read, plan again; until planning finds nothing to do.
+
+        The plan of each stage comes from the same Builder that check mode uses; re-reading between
+        stages lets a real run see what it could not predict (the volumes on an array it assembled).
+        """
+        previous = None
+        for _ in range(8):
+            if not build:
+                return state
+            stage = min(step.stage for step in build)
+            steps = [step for step in build if step.stage == stage]
+            if previous is not None and [s.argv for s in steps] == previous:
+                break
+            self.execute(steps, Guard(self.view, state, self.root))
+            previous = [s.argv for s in steps]
+            state = self.read()
+            check_disks(self.view, state)
+            build = Builder(self.view, state, self.tools, self.root, self.settle_timeout, self.notes).build()
+            self.guard(build, Guard(self.view, state, self.root))
+        raise ApplyError("the disks did not converge to the plan; still to do: %s"
+                         % "; ".join(step.why for step in build), commands=list(self.executed))
 
     def result(self, changed, commands, before, after, wiped):
         return {
@@ -1380,7 +1412,7 @@ class Applier:
             "layout": after if not self.check_mode else before,
             "before": before,
             "after": after,
-            "notes": list(self.notes),
+            "notes": list(dict.fromkeys(self.notes)),  # each stage plans again: say each thing once
             "wiped": list(wiped),
         }
 

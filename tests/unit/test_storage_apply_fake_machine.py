@@ -80,8 +80,11 @@ class FakeMachine:
         self.calls = []
         self.commands = self.calls
         self.mutations = []  # (argv, disks reached)
-        self.kill_when = None
-        self.tear_create = None
+        self.kill_when = None  # argv -> True: killed before that mutating command
+        self.tear_create = None  # k: the next mdadm --create is killed after writing k superblocks
+        self.defer_reread = False  # sgdisk's re-read of the table does not reach the kernel
+        self.on_command = None  # argv -> None: runs before every command (the world changing)
+        self.fail_when = None  # argv -> (rc, stderr) or None: that command fails
         self.mounts.extend([
             {"kname": None, "source": "sysfs", "target": "/sys", "fstype": "sysfs"},
             {"kname": None, "source": "proc", "target": "/proc", "fstype": "proc"},
@@ -235,7 +238,7 @@ class FakeMachine:
     def vg_size(self, vg):
         total = 0
         for kname, owner in self.pvs.items():
-            if owner == vg and self.exists(kname):
+            if owner == vg and self.readable(kname):
                 usable = self.size_of(kname) - MiB
                 total += usable - usable % EXTENT
         return total
@@ -256,6 +259,10 @@ class FakeMachine:
 
     def exists(self, kname):
         return kname in self.knames()
+
+    def readable(self, kname):
+        """Exists and has content to read (an inactive array has none)."""
+        return self.exists(kname) and not (kname in self.arrays and not self.arrays[kname]["active"])
 
     def node_path(self, kname):
         for (vg, name), lv in self.lvs.items():
@@ -346,8 +353,18 @@ class FakeMachine:
         self.sigs[kname] = {"TYPE": "linux_raid_member", "LABEL": name, "UUID": uuid}
 
     def start_array(self, name, uuid, level, devices, members, active=True):
-        kname = "md%d" % self.counters["md"]
-        self.counters["md"] -= 1
+        """An array appears; what lives on it (signatures, PV label) follows its UUID, not its name."""
+        history = self.__dict__.setdefault("md_history", {})
+        kname = history.get(uuid)
+        if kname is None or kname in self.arrays:
+            kname = "md%d" % self.counters["md"]
+            self.counters["md"] -= 1
+            old = history.get(uuid)
+            if old is not None:
+                for table in (self.sigs, self.pvs):
+                    if old in table:
+                        table[kname] = table.pop(old)
+        history[uuid] = kname
         self.arrays[kname] = {"name": name, "uuid": uuid, "level": level, "devices": devices,
                               "members": list(members), "active": active}
         self.sync()
@@ -360,11 +377,16 @@ class FakeMachine:
         self.calls.append(argv)
         command = os.path.basename(argv[0])
         mutating = self.is_mutating(command, argv)
+        if self.on_command is not None:
+            self.on_command(argv)
         if mutating and self.kill_when is not None and self.kill_when(argv):
             raise Killed(" ".join(argv))
         try:
             if mutating:
                 self.mutations.append((argv, self.reach(command, argv)))
+            failure = self.fail_when(argv) if self.fail_when is not None else None
+            if failure:
+                raise Refused(*failure)
             out = self.dispatch(command, argv)
             rc, err = 0, ""
         except Refused as refused:
@@ -498,7 +520,7 @@ class FakeMachine:
         assert argv[1:4] == ["-p", "-o", "export"], argv
         path = argv[4]
         kname = self.resolve(path)
-        if kname is None:
+        if kname is None or not self.readable(kname):
             raise Refused(2, "blkid: error: %s: No such file or directory" % path)
         lines = ["DEVNAME=%s" % path]
         disk = self.disks.get(kname)
@@ -643,14 +665,14 @@ class FakeMachine:
     def do_pvs(self, argv):
         rows = [{"pv_name": "/dev/" + kname, "vg_name": vg, "pv_size": str(self.size_of(kname)),
                  "pv_uuid": self.sigs.get(kname, {}).get("UUID", "")}
-                for kname, vg in sorted(self.pvs.items()) if self.exists(kname)]
+                for kname, vg in sorted(self.pvs.items()) if self.readable(kname)]
         return self.lvm_report("pv", rows)
 
     def do_vgs(self, argv):
         wanted = [a for a in argv[1:] if a in self.vgs]
         rows = []
         for name in sorted(self.vgs):
-            if wanted and name not in wanted:
+            if (wanted and name not in wanted) or not self.vg_visible(name):
                 continue
             pv_count = sum(1 for owner in self.pvs.values() if owner == name)
             lv_count = sum(1 for (owner, _) in self.lvs if owner == name)
@@ -659,9 +681,18 @@ class FakeMachine:
                          "lv_count": str(lv_count)})
         return self.lvm_report("vg", rows)
 
+    def vg_visible(self, vg):
+        """LVM sees a VG when one of its PVs can be read."""
+        return any(owner == vg and self.readable(kname) for kname, owner in self.pvs.items())
+
+    def vg_complete(self, vg):
+        return all(self.readable(kname) for kname, owner in self.pvs.items() if owner == vg)
+
     def do_lvs(self, argv):
         rows = []
         for (vg, name), lv in sorted(self.lvs.items()):
+            if not self.vg_visible(vg):
+                continue
             rows.append({"lv_name": name, "vg_name": vg, "lv_size": str(lv["size"]),
                          "lv_path": "/dev/%s/%s" % (vg, name),
                          "lv_dm_path": "/dev/mapper/%s-%s" % (vg.replace("-", "--"), name.replace("-", "--")),
@@ -712,6 +743,8 @@ class FakeMachine:
 
     def reread(self, disk):
         """BLKRRPART: the kernel re-reads the table unless a partition is in use."""
+        if self.defer_reread:
+            return
         entry = self.disks[disk]
         busy = [n for n in entry["kernel"] if self.open_anywhere(part_name(disk, n))]
         if not busy:
@@ -930,7 +963,6 @@ class FakeMachine:
             disk["kernel"] = set(disk["parts"]) if disk["table"] else set()
         boot_arrays = {k: a for k, a in self.arrays.items() if any(
             m["kname"] and k in self.disks_under_stack(m["kname"]) for m in self.mounts)}
-        previous = {a["uuid"]: k for k, a in self.arrays.items()}
         self.arrays = dict(boot_arrays)
         by_uuid = {}
         for kname, block in sorted(self.superblocks.items()):
@@ -938,15 +970,10 @@ class FakeMachine:
                 by_uuid.setdefault(block["uuid"], []).append(kname)
         for uuid, members in sorted(by_uuid.items()):
             block = self.superblocks[members[0]]
-            active = len(members) == block["devices"]
-            kname = previous.get(uuid)
-            if kname is None or kname in self.arrays:
-                self.start_array(block["name"], uuid, block["level"], block["devices"], members, active=active)
-            else:  # udev assembles it under the name it had (its PV label and signatures live on it)
-                self.arrays[kname] = {"name": block["name"], "uuid": uuid, "level": block["level"],
-                                      "devices": block["devices"], "members": members, "active": active}
-        for lv in self.lvs.values():
-            lv["active"] = True
+            self.start_array(block["name"], uuid, block["level"], block["devices"], members,
+                             active=len(members) == block["devices"])
+        for (vg, _), lv in self.lvs.items():
+            lv["active"] = self.vg_complete(vg)  # event-based autoactivation once every PV is there
         self.sync()
 
     def disks_under_stack(self, kname):
