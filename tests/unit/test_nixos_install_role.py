@@ -21,7 +21,8 @@ ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbo
 NO_NIX_HINT = (
     "this image has no nixos-install (the Debian image): the configuration is in {root}/etc/nixos; install it "
     "from the NixOS flavour of the image (iso/nixos, boot it with prenixos.install=1) or from a machine with Nix "
-    "with nixos-anywhere's install phase (nixos-anywhere --phases install,reboot ...); see docs/nixos.md"
+    "with nixos-anywhere --disko-mode mount (the layout is in disko.nix with prenixos_nixos_disko=true); "
+    "see docs/nixos.md"
 )
 
 FAKE_GENERATE_CONFIG = """#!/bin/sh
