@@ -49,6 +49,12 @@ The build steps, in order, and why each one is safe to re-run after a kill betwe
     created again: they are ours and carry nothing yet (an array is assembled, never recreated,
     as soon as enough members exist to start it). Right before ``--create`` every member is
     probed again and must be blank. After it: settle, wait for ``/dev/md/NAME``.
+    ``--homehost=any`` stores the name as ``any:NAME``, which every host treats as its own: the
+    array is ``/dev/md/NAME`` on the live system and on the installed system, whatever their host
+    names. ``--assume-clean`` is deliberately not used: on RAID5/6 it leaves parity that does not
+    match the data, so a later disk failure can rebuild garbage for stripes updated by
+    read-modify-write, and every scrub reports mismatches; on RAID1 it would only save background
+    I/O. The initial resync runs in the background and the array is usable at once.
 ``pvcreate`` / ``vgcreate`` / ``vgextend``
     LVM commits its metadata atomically; an existing PV (orphan or in the planned VG) or VG is
     kept, so a re-run only does what is missing.
@@ -60,9 +66,14 @@ The build steps, in order, and why each one is safe to re-run after a kill betwe
     Only when ``blkid -p`` finds nothing, checked again right before: a filesystem with the
     planned type and label is kept, anything else stops the run. mke2fs writes its superblock
     last, so a killed mkfs leaves a device blkid still sees as blank.
-``mkdir -p`` / ``mount`` (``/`` first, then by depth) / ``swapon``
+``udevadm settle`` / ``mkdir -p`` / ``mount`` (``/`` first, then by depth) / ``swapon``
     Checked against mountinfo and /proc/swaps; mounts by label when the label is unique on the
-    machine, else by device (and a note says so).
+    machine, else by device (and a note says so: a live stick's ESP is often labelled EFI too).
+    The settle after new filesystems lets udev publish their labels first.
+
+A real run builds in three stages (partitions; ESPs and arrays; LVM, filesystems, mounts) and
+re-reads the state after each, planning the next stage again with the same code: an array it
+assembled may bring back volumes no plan made up front could see.
 
 Teardown (``wipe: true``), leaf to root: ``umount`` (never lazy; busy → fail with a hint),
 ``swapoff``, ``vgchange -an``, ``vgremove -ff -y``, ``pvremove -ff -y``, ``wipefs -a`` on each
@@ -83,9 +94,9 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.storage_state im
     MD_TYPES,
     VGS_FIELDS,
     StateError,
-    parse_blkid,
     parse_vgs,
     partition_number,
+    probe_device,
     read_state,
 )
 
@@ -118,9 +129,9 @@ TOOLS = (
 class ApplyError(Exception):
     """The run stops; ``msg`` tells the operator why and what to do. ``details`` go into the result."""
 
-    def __init__(self, msg, **details):
-        super().__init__(msg)
-        self.msg = msg
+    def __init__(self, message, **details):
+        super().__init__(message)
+        self.msg = message
         self.details = details
 
 
@@ -228,8 +239,8 @@ class PlanView:
             self.errors.append("%s: device %r should be %s" % (where, part.get("device"), device))
             return
         if part.get("type_code") not in GPT_TYPE_GUIDS:
-            self.errors.append("%s: type code %r is not one of %s" % (where, part.get("type_code"),
-                                                                     ", ".join(sorted(GPT_TYPE_GUIDS))))
+            self.errors.append("%s: type code %r is not one of %s"
+                               % (where, part.get("type_code"), ", ".join(sorted(GPT_TYPE_GUIDS))))
         label = part.get("partlabel")
         if not isinstance(label, str) or not NAME_PATTERN.match(label):
             self.errors.append("%s: partlabel %r is not a plain name" % (where, label))
@@ -858,8 +869,7 @@ class Builder:
         expected = self.state.probe(disk).get("PTTYPE")
 
         def precheck(runner):
-            rc, out, _ = runner.run([tools("blkid"), "-p", "-o", "export", "/dev/" + disk], check=False)
-            probe = parse_blkid(out, rc, "/dev/" + disk)
+            probe = probe_device(runner, tools.paths, "/dev/" + disk)
             if probe.get("TYPE") or probe.get("AMBIVALENT") or probe.get("PTTYPE") != expected:
                 raise ApplyError("refusing to partition /dev/%s: it held %s when the state was read, now blkid finds %s"
                                  % (disk, "a %s table" % expected if expected else "nothing",
@@ -892,8 +902,7 @@ class Builder:
         tools = self.tools
 
         def precheck(runner):
-            rc, out, _ = runner.run([tools("blkid"), "-p", "-o", "export", device], check=False)
-            probe = parse_blkid(out, rc, device)
+            probe = probe_device(runner, tools.paths, device)
             if not probe:
                 return True
             if probe.get("TYPE") == fstype and probe.get("LABEL") == label:
@@ -980,8 +989,7 @@ class Builder:
 
         def precheck(runner):
             for member in members:
-                rc, out, _ = runner.run([tools("blkid"), "-p", "-o", "export", member], check=False)
-                probe = parse_blkid(out, rc, member)
+                probe = probe_device(runner, tools.paths, member)
                 if probe:
                     raise ApplyError("refusing to put %s into an array: blkid finds %s there"
                                      % (member, describe_probe(probe)))
@@ -1018,8 +1026,7 @@ class Builder:
         tools = self.tools
 
         def precheck(runner):
-            rc, out, _ = runner.run([tools("blkid"), "-p", "-o", "export", path], check=False)
-            probe = parse_blkid(out, rc, path)
+            probe = probe_device(runner, tools.paths, path)
             if probe.get("TYPE") == "LVM2_member":
                 return False
             if probe:
@@ -1054,8 +1061,7 @@ class Builder:
 
         def resolve(runner):
             command = [tools("vgs")] + list(LVM_REPORT_ARGS) + [VGS_FIELDS, lv["vg"]]
-            _, out, _ = runner.run(command)
-            vg = parse_vgs(out).get(lv["vg"])
+            vg = parse_vgs(runner.run(command)[1]).get(lv["vg"])
             if vg is None:
                 raise ApplyError("VG %s is gone before LV %s could be created in it" % (lv["vg"], lv["name"]))
             extent = vg["extent_size"] or 4 * MiB
@@ -1072,8 +1078,11 @@ class Builder:
         return resolve
 
     def filesystems(self):
+        count = len(self.steps)
         for lv in self.view.lvs:
             self.make_filesystem(lv["device"], lv["filesystem"], lv["label"], lv.get("inode_ratio"))
+        if len(self.steps) > count:  # mounts and swapon by label go through udev's by-label links
+            self.settle("let udev see the new filesystem labels", [])
 
     # -- mounts and swap
 
@@ -1140,7 +1149,7 @@ class Guard:
             if state.md_name(kname) in view.arrays and state.md_tops(kname) <= self.allowed_disks:
                 paths.add("/dev/" + kname)
         self.vg_names = set(view.vgs)
-        self.targets = {target for target, _, _, _ in view.mounts(root)}
+        self.targets = {mount[0] for mount in view.mounts(root)}
         for disk in wiped_disks:
             if disk not in self.allowed_disks:
                 continue
@@ -1252,8 +1261,8 @@ def layout_of(view, state, root):
     for name in sorted(vg_names):
         vg = state.vgs.get(name, {})
         pvs = " ".join(device_label(state, state.pv_kname(pv)) for pv in state.vg_pvs(name))
-        layout["volume_groups"][name] = "%s, %s, %s free" % (pvs, human_size(vg.get("size") or 0),
-                                                           human_size(vg.get("free") or 0))
+        layout["volume_groups"][name] = "%s, %s, %s free" % (
+            pvs, human_size(vg.get("size") or 0), human_size(vg.get("free") or 0))
     for key, volume in sorted(state.lvs.items()):
         if volume["vg"] in vg_names:
             layout["logical_volumes"][key] = human_size(volume["size"]) + ("" if volume["active"] else ", inactive")
@@ -1294,8 +1303,8 @@ def planned_layout(view, root, before):
         key = "%s/%s" % (lv["vg"], lv["name"])
         layout["logical_volumes"][key] = before["logical_volumes"].get(key, human_size(lv["size"])).replace(
             ", inactive", "")
-    for target, device, _, _ in view.mounts(root):
-        layout["mounts"][target] = device
+    for mount in view.mounts(root):
+        layout["mounts"][mount[0]] = mount[1]
     layout["swaps"] = sorted(lv["device"] for lv in view.swap_volumes())
     for key in ("filesystems",):
         for device, value in before[key].items():
@@ -1389,7 +1398,7 @@ class Applier:
         stages lets a real run see what it could not predict (the volumes on an array it assembled).
         """
         previous = None
-        for _ in range(8):
+        for _attempt in range(8):
             if not build:
                 return state
             stage = min(step.stage for step in build)

@@ -611,7 +611,7 @@ def read_state(runner, disk_names, tools=None, sysfs_root="/sys", proc_root="/pr
     on-disk tables read with ``partx``. Raises StateError or the runner's CommandError.
     """
     runner.run([tool(tools, "udevadm"), "settle", "-t", str(settle_timeout)], check=False)
-    _, out, _ = runner.run([tool(tools, "lsblk")] + list(LSBLK_ARGS))
+    out = runner.run([tool(tools, "lsblk")] + list(LSBLK_ARGS))[1]
     try:
         top_level = parse_lsblk(out)
         mounts = parse_mountinfo(read_text(os.path.join(proc_root, "self", "mountinfo")),
@@ -630,7 +630,7 @@ def read_state(runner, disk_names, tools=None, sysfs_root="/sys", proc_root="/pr
     for kname, entry in sorted(state.mdstat.items()):
         if entry["active"]:
             device = "/dev/" + kname
-            _, out, _ = runner.run([tool(tools, "mdadm"), "--detail", "--export", device])
+            out = runner.run([tool(tools, "mdadm"), "--detail", "--export", device])[1]
             state.md_details[kname] = parse_mdadm_detail(out, device)
 
     for kind, fields, parser, attribute in (
@@ -638,7 +638,7 @@ def read_state(runner, disk_names, tools=None, sysfs_root="/sys", proc_root="/pr
         ("vgs", VGS_FIELDS, parse_vgs, "vgs"),
         ("lvs", LVS_FIELDS, parse_lvs, "lvs"),
     ):
-        _, out, _ = runner.run([tool(tools, kind)] + list(LVM_REPORT_ARGS) + [fields])
+        out = runner.run([tool(tools, kind)] + list(LVM_REPORT_ARGS) + [fields])[1]
         setattr(state, attribute, parser(out))
 
     for disk in disk_names:
@@ -664,14 +664,14 @@ def read_state(runner, disk_names, tools=None, sysfs_root="/sys", proc_root="/pr
 
 
 def probe_device(runner, tools, device):
-    rc, out, _ = runner.run([tool(tools, "blkid"), "-p", "-o", "export", device], check=False)
+    """``blkid -p`` of one device, parsed (``{}`` when blank)."""
+    rc, out = runner.run([tool(tools, "blkid"), "-p", "-o", "export", device], check=False)[:2]
     return parse_blkid(out, rc, device)
 
 
 def examine(runner, tools, device):
     """The md superblock on ``device``, or None when mdadm finds none."""
-    rc, out, _ = runner.run([tool(tools, "mdadm"), "--examine", "--export", device], check=False)
+    rc, out = runner.run([tool(tools, "mdadm"), "--examine", "--export", device], check=False)[:2]
     if rc != 0:
         return None
     return parse_mdadm_examine(out, device)
-
