@@ -426,7 +426,8 @@ def normalise_mac(mac):
 def link_match(lan):
     """The ``.link`` match, as the lan module writes it: the permanent MAC, else (the driver made one up)
     the current MAC."""
-    if lan.get("permanent_mac"):
+    # A null that went through a template may arrive as "None" (older ansible-core): it is still no MAC.
+    if lan.get("permanent_mac") not in (None, "", "None", "none", "null"):
         return {"PermanentMACAddress": normalise_mac(lan["permanent_mac"])}
     return {"MACAddress": normalise_mac(lan.get("mac"))}
 

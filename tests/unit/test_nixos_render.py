@@ -314,10 +314,19 @@ def test_without_lan_facts_every_ethernet_nic_asks_for_dhcp_and_none_is_renamed(
     assert "hostName" not in module["networking"]
 
 
+@pytest.mark.parametrize("unknown", [None, "", "None", "null"])
+def test_an_unknown_permanent_mac_falls_back_to_the_current_one_however_the_null_was_spelled(unknown):
+    assert nixos.link_match({"mac": "52:54:00:12:34:56", "permanent_mac": unknown}) == {
+        "MACAddress": "52:54:00:12:34:56"}
+    assert nixos.link_match({"mac": "52:54:00:12:34:56", "permanent_mac": "52:54:00:AB:CD:EF"}) == {
+        "PermanentMACAddress": "52:54:00:ab:cd:ef"}
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"lan": {"mac": "52:54:00:12:34"}}, "not a MAC address"),
+        ({"lan": {"mac": "52:54:00:12:34:56", "permanent_mac": "garbage"}}, "not a MAC address"),
         ({"lan": {"mac": '52:54:00:12:34:56"; x = "'}}, "not a MAC address"),
         ({"lan": {"name": "lan", "address": "10.0.2.15"}}, "not a MAC address"),
         ({"lan": dict(LAN, name="lan; rm -rf /")}, "not a valid Linux interface name"),
