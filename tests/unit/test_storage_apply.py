@@ -720,3 +720,26 @@ def test_a_device_node_that_never_appears_fails_after_the_settle_timeout(tmp_pat
     machine.hidden_nodes.add("/dev/md/main")
     error = refused(machine, settle_timeout=5)
     assert error.msg == "/dev/md/main did not appear within 5 s (after: wait for /dev/md/main)"
+
+
+@pytest.mark.parametrize("kill_at", range(len([c for c in TEARDOWN_OLD_STACK if not c.startswith("udevadm")])))
+def test_a_teardown_killed_anywhere_is_finished_by_the_next_run_with_wipe_and_refused_without(tmp_path, kill_at):
+    machine = default_machine(tmp_path)
+    old_stack(machine)
+    seen = []
+    machine.kill_when = lambda argv: seen.append(argv) or len(seen) > kill_at
+    with pytest.raises(Killed):
+        apply(machine, wipe=True)
+    machine.kill_when = None
+    machine.mutations.clear()
+    try:
+        apply(machine)  # without wipe: refused while anything foreign is left, changing nothing
+    except ApplyError as leftover:
+        assert leftover.msg.startswith("Refusing to change disks that hold data this plan did not make")
+        assert machine.mutations == []
+    else:
+        assert kill_at == len(seen) - 1 and seen[-1] == ["sgdisk", "--zap-all", "/dev/sdf"]  # all was blank
+    apply(machine, wipe=True)
+    assert machine.summary()["mounts"] == BUILT_DEFAULT["mounts"]
+    assert set(machine.summary()["vgs"]) == {"main", "main_1", "swap", "large"}
+    assert (apply(machine)["changed"]) is False
