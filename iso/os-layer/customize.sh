@@ -18,6 +18,10 @@ in_root /opt/pre-nixos/venv/bin/pip install -q --no-index --no-cache-dir --disab
     --find-links /tmp/wheels "ansible-core==$ansible_pin"
 in_root /opt/pre-nixos/venv/bin/pip freeze --all > "$root/opt/pre-nixos/venv/requirements.lock"
 rm -rf "$root/tmp/wheels"
+# The image runs ansible, it does not install Python packages: no pip, setuptools, ansible-test.
+in_root /opt/pre-nixos/venv/bin/python -m pip uninstall -q -y pip setuptools
+rm -rf "$root"/opt/pre-nixos/venv/lib/python3.11/site-packages/ansible_test \
+       "$root"/opt/pre-nixos/venv/bin/ansible-test
 
 # Services: networkd (DHCP until the lan role takes over), host keys before sshd, no timers.
 in_root systemctl enable systemd-networkd.service systemd-resolved.service ssh.service \
@@ -47,6 +51,11 @@ for d in sound drivers/media drivers/net/wireless drivers/bluetooth net/bluetoot
     rm -rf "${kdir:?}/kernel/$d"
 done
 in_root depmod -a "$kver"
+
+# Perl only came for usrmerge, whose work is done (the tree is merged-/usr; usr-is-merged
+# stays and keeps dpkg's dependencies whole).
+in_root dpkg --purge usrmerge libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl \
+    perl perl-modules-5.36 libperl5.36
 
 # Docs, man pages and locales are excluded at unpack time (dpkg path-exclude); caches go here.
 rm -rf "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* "$root"/var/log/*.log \

@@ -315,25 +315,68 @@ def ssh_command(state, key, *remote):
             "-o", "ConnectTimeout=10", "root@127.0.0.1", *remote]
 
 
+# Serial-console landmarks of a boot, in order: where the time goes.
+LANDMARKS = (
+    ("grub", "Loading the kernel"),
+    ("kernel", "Linux version"),
+    ("init", "Run /init as init process"),
+    ("systemd", "Debian GNU/Linux"),
+    ("login prompt", "login:"),
+)
+
+
+def watch_landmarks(serial_log, started, timeline, stop_event):
+    """Note when each landmark first shows on the serial console (seconds since QEMU started)."""
+    while not stop_event.is_set():
+        try:
+            with open(serial_log, "rb") as handle:
+                serial = handle.read().decode(errors="replace")
+        except OSError:
+            serial = ""
+        for name, text in LANDMARKS:
+            if name not in timeline and text in serial:
+                timeline[name] = round(time.time() - started, 1)
+        stop_event.wait(0.2)
+
+
 def wait_ssh(workdir, key, timeout=900):
-    """Wait until the key logs in as root; returns the seconds since QEMU started."""
+    """Wait until the key logs in as root; returns the seconds since QEMU started.
+
+    Also notes when each serial-console landmark appeared (``timeline`` in vm.json).
+    """
+    import threading
+
     with open(state_path(workdir)) as handle:
         state = json.load(handle)
     deadline = time.monotonic() + timeout
-    while True:
-        if not read_pid(workdir):
-            raise SystemExit("QEMU of %s is gone; serial log: %s" % (state["name"], state["serial_log"]))
-        result = subprocess.run(ssh_command(state, key, "true"), capture_output=True, timeout=60, check=False)
-        if result.returncode == 0:
-            elapsed = time.time() - state["started"]
-            state["ssh_ready_after"] = round(elapsed, 1)
-            with open(state_path(workdir), "w") as handle:
-                json.dump(state, handle, indent=2)
-            log("%s: SSH ready %.0f s after QEMU started (%s)" % (state["name"], elapsed, state["accel"]))
-            return elapsed
-        if time.monotonic() > deadline:
-            raise SystemExit("no SSH login on %s after %d s; serial log: %s" % (state["name"], timeout, state["serial_log"]))
-        time.sleep(3)
+    timeline = {}
+    done = threading.Event()
+    watcher = threading.Thread(target=watch_landmarks, args=(state["serial_log"], state["started"], timeline, done),
+                               daemon=True)
+    watcher.start()
+    try:
+        while True:
+            if not read_pid(workdir):
+                raise SystemExit("QEMU of %s is gone; serial log: %s" % (state["name"], state["serial_log"]))
+            result = subprocess.run(ssh_command(state, key, "true"), capture_output=True, timeout=60, check=False)
+            if result.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit("no SSH login on %s after %d s; serial log: %s; last ssh error: %s" % (
+                    state["name"], timeout, state["serial_log"], result.stderr.decode(errors="replace").strip()))
+            time.sleep(1)
+    finally:
+        done.set()
+        watcher.join()
+    elapsed = time.time() - state["started"]
+    timeline["ssh"] = round(elapsed, 1)
+    state["ssh_ready_after"] = round(elapsed, 1)
+    state["timeline"] = timeline
+    with open(state_path(workdir), "w") as handle:
+        json.dump(state, handle, indent=2)
+    log("%s: SSH ready %.0f s after QEMU started (%s); serial landmarks (s): %s" % (
+        state["name"], elapsed, state["accel"], ", ".join("%s %s" % kv for kv in timeline.items())))
+    return elapsed
 
 
 def stop(workdir, timeout=20):
