@@ -379,6 +379,14 @@ def wait_ssh(workdir, key, timeout=900):
     return elapsed
 
 
+def is_zombie(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
 def stop(workdir, timeout=20):
     """Stop the QEMU of ``workdir`` (only that process, by its pidfile)."""
     pid = read_pid(workdir)
@@ -386,13 +394,16 @@ def stop(workdir, timeout=20):
         return False
     try:
         qmp = QMP(os.path.join(workdir, "qmp.sock"), timeout=2)
-        qmp.sock.sendall(b'{"execute": "quit"}\n')
+        qmp.command("quit")
         qmp.close()
-    except (OSError, RuntimeError, ValueError):
+    except (OSError, RuntimeError, ValueError) as error:
+        log("QMP quit failed (%s): SIGTERM to pid %d" % (error, pid))
         os.kill(pid, signal.SIGTERM)
+    # QEMU removes its pidfile as it quits: from here on, follow the PID verified above.
     deadline = time.monotonic() + timeout
-    while os.path.exists("/proc/%d" % pid) and read_pid(workdir) == pid:
+    while os.path.exists("/proc/%d" % pid) and not is_zombie(pid):
         if time.monotonic() > deadline:
+            log("QEMU pid %d still there after %d s: SIGKILL" % (pid, timeout))
             os.kill(pid, signal.SIGKILL)
             deadline += timeout
         time.sleep(0.2)
@@ -400,10 +411,27 @@ def stop(workdir, timeout=20):
     return True
 
 
-def console(workdir):
-    """Print the serial console as it comes; lines typed here go to the guest. Ctrl-C returns."""
+def announce_ssh(workdir, key, message):
+    """Print ``message`` once the key logs in (run in a thread by ``console``)."""
+    try:
+        wait_ssh(workdir, key)
+    except (SystemExit, OSError, subprocess.SubprocessError):
+        return
+    sys.stderr.write("\n\033[1m==> %s\033[0m\n" % message)
+    sys.stderr.flush()
+
+
+def console(workdir, key=None, ssh_message=None):
+    """Print the serial console as it comes; lines typed here go to the guest. Ctrl-C returns.
+
+    With ``key``, also prints ``ssh_message`` the moment SSH accepts that key.
+    """
     import select
     import termios
+    import threading
+
+    if key:
+        threading.Thread(target=announce_ssh, args=(workdir, key, ssh_message or "SSH is up"), daemon=True).start()
 
     path = os.path.join(workdir, "serial.sock")
     sock = socket.socket(socket.AF_UNIX)
@@ -461,6 +489,9 @@ def main(argv=None):
         if name == "wait-ssh":
             p.add_argument("--key", default=os.path.join(BUILD, "id_ed25519"))
             p.add_argument("--timeout", type=int, default=900)
+        if name == "console":
+            p.add_argument("--announce-ssh-key", help="print --announce-message once this key logs in")
+            p.add_argument("--announce-message")
     sub.add_parser("accel", help="probe KVM and print kvm or tcg")
     args = parser.parse_args(argv)
 
@@ -477,7 +508,7 @@ def main(argv=None):
     elif args.command == "stop":
         stop(os.path.abspath(args.workdir))
     elif args.command == "console":
-        console(os.path.abspath(args.workdir))
+        console(os.path.abspath(args.workdir), args.announce_ssh_key, args.announce_message)
     elif args.command == "accel":
         workdir = os.path.join(BUILD, "vm", "probe")
         os.makedirs(workdir, exist_ok=True)
