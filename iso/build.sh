@@ -21,6 +21,8 @@ build=${BUILD_DIR:-$repo/build}
 cache=$build/cache
 out=$build/pre-nixos.iso
 venv=${VENV:-$repo/.venv}
+# The collection baked into the image: this checkout, unless another one is named.
+collection_dir=${PRENIXOS_COLLECTION_DIR:-$repo}
 suite=bookworm
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 security_mirror=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
@@ -136,7 +138,7 @@ build_layer() {
         "$root"/etc/systemd/system/multi-user.target.wants "$root"/etc/pre-nixos "$root"/usr \
         "$root"/usr/share "$root"/usr/local "$root"/etc "$root"/etc/systemd
     install -d -m 0700 "$root"/root "$root"/root/.ssh
-    "$venv/bin/ansible-galaxy" collection build --force --output-path "$work" "$repo" > /dev/null
+    "$venv/bin/ansible-galaxy" collection build --force --output-path "$work" "$collection_dir" > /dev/null
     tarball=$(ls "$work"/prenixos-baseline-*.tar.gz)
     ANSIBLE_COLLECTIONS_PATH="$root/usr/share/pre-nixos/collections" \
         "$venv/bin/ansible-galaxy" collection install --offline --force \
@@ -149,7 +151,7 @@ build_layer() {
     install -m 0600 "$work/keys" "$root/root/.ssh/authorized_keys"
     {
         echo "version: $(basename "$tarball" .tar.gz | sed 's/^prenixos-baseline-//')"
-        echo "commit: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo '+changes')"
+        echo "commit: $(git -C "$collection_dir" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$collection_dir" diff --quiet HEAD 2>/dev/null || echo '+changes')"
         echo "built: $(date -u +%FT%TZ)"
         echo "os layer: $os_key"
     } > "$root/etc/pre-nixos/build-info"

@@ -1,0 +1,40 @@
+# Copyright: pre-nixos baseline engineers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Helpers for the scenarios' testinfra tests."""
+from __future__ import annotations
+
+import os
+import re
+
+import yaml
+
+# tests/vm/qemu.py gives every emulated disk the serial pn-<kind><n> (pn-nvme1, pn-ssd2, pn-usb1).
+SERIAL = re.compile(r"^pn-(nvme|ssd|hdd|usb)\d+$")
+
+
+def scenario_platform(name=None):
+    """The scenario's platform entry from molecule.yml (the first one unless ``name`` is given)."""
+    directory = os.environ.get("MOLECULE_SCENARIO_DIRECTORY") or os.path.join(os.path.dirname(__file__), "..", "default")
+    with open(os.path.join(directory, "molecule.yml")) as handle:
+        platforms = yaml.safe_load(handle)["platforms"]
+    return next(p for p in platforms if name in (None, p["name"]))
+
+
+def expected_disks(name=None):
+    return scenario_platform(name).get("machine", {}).get("disks", [])
+
+
+def guest_disks(host):
+    """Kernel name -> emulated kind, for every disk of the guest that the launcher made."""
+    disks = {}
+    for line in host.check_output("lsblk --nodeps --noheadings --output NAME,SERIAL").splitlines():
+        fields = line.split()
+        if len(fields) == 2 and SERIAL.match(fields[1]):
+            disks[fields[0]] = SERIAL.match(fields[1]).group(1)
+    return disks
+
+
+def unit_properties(host, unit, *names):
+    """``systemctl show`` properties of ``unit`` as a dict."""
+    output = host.check_output("systemctl show %s %s" % (unit, " ".join("--property=%s" % n for n in names)))
+    return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
