@@ -14,7 +14,8 @@ SERIAL = re.compile(r"^pn-(nvme|ssd|hdd|usb)\d+$")
 
 def scenario_platform(name=None):
     """The scenario's platform entry from molecule.yml (the first one unless ``name`` is given)."""
-    directory = os.environ.get("MOLECULE_SCENARIO_DIRECTORY") or os.path.join(os.path.dirname(__file__), "..", "default")
+    directory = os.environ.get("MOLECULE_SCENARIO_DIRECTORY") or os.path.join(
+        os.path.dirname(__file__), "..", "default")
     with open(os.path.join(directory, "molecule.yml")) as handle:
         platforms = yaml.safe_load(handle)["platforms"]
     return next(p for p in platforms if name in (None, p["name"]))

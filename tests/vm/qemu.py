@@ -11,7 +11,11 @@ Used by ``iso/demo.sh`` and by the Molecule scenarios (``molecule/shared/create.
      "disks": [{"kind": "nvme", "size": "64G"}, {"kind": "ssd", "size": "32G"},
                {"kind": "hdd", "size": "16G"}, {"kind": "usb", "size": "4G"}],
      "nics": [{"link": false}, {"link": true}],
-     "boot": "cdrom"}                 # or "usb": the ISO as a USB stick
+     "boot": "cdrom",                 # or "usb": the ISO as a USB stick
+     "kernel_args": None,             # a string: boot the ISO's kernel and system directly
+                                      # (still UEFI, medium attached) with the boot menu's
+                                      # arguments plus these, e.g. "prenixos.storage=plan"
+     "serial": True}                  # False: no serial port at all
 
 Disk kinds: ``ssd`` is ``scsi-hd,rotation_rate=1``, ``hdd`` is ``scsi-hd,rotation_rate=7200``
 (both on virtio-scsi), ``nvme`` is ``nvme``, ``usb`` is a removable ``usb-storage``. Disk files
@@ -71,6 +75,8 @@ DEFAULT_MACHINE = {
     ],
     "nics": [{"link": False}, {"link": True}],
     "boot": "cdrom",
+    "kernel_args": None,
+    "serial": True,
 }
 
 
@@ -104,7 +110,9 @@ def probe_accel(kernel, timeout=40):
         result = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=timeout, check=False)
         output = result.stdout + result.stderr
     except subprocess.TimeoutExpired as error:
-        output = (error.stdout or b"").decode(errors="replace") if isinstance(error.stdout, bytes) else (error.stdout or "")
+        output = error.stdout or ""
+        if isinstance(output, bytes):
+            output = output.decode(errors="replace")
         output += "\n(timed out after %d s)" % timeout
     if "Kernel panic" in output or "VFS:" in output:
         accel, why = "kvm", "a KVM probe guest booted its kernel"
@@ -155,20 +163,26 @@ def qemu_args(machine, iso, workdir, accel, port):
             "-nodefaults", "-display", "none", "-vga", "std",
             "-drive", "if=pflash,format=raw,unit=0,readonly=on,file=%s" % OVMF_CODE,
             "-drive", "if=pflash,format=raw,unit=1,file=%s" % os.path.join(workdir, "OVMF_VARS.fd"),
-            "-chardev", "socket,id=serial0,path=%s,server=on,wait=off,logfile=%s" % (
-                os.path.join(workdir, "serial.sock"), os.path.join(workdir, "serial.log")),
-            "-serial", "chardev:serial0",
             "-qmp", "unix:%s,server=on,wait=off" % os.path.join(workdir, "qmp.sock"),
             "-pidfile", os.path.join(workdir, "qemu.pid"),
             "-daemonize", "-S",
             "-device", "virtio-scsi-pci,id=scsi0",
             "-device", "qemu-xhci,id=xhci"]
+    if machine.get("serial", True):
+        args += ["-chardev", "socket,id=serial0,path=%s,server=on,wait=off,logfile=%s" % (
+                 os.path.join(workdir, "serial.sock"), os.path.join(workdir, "serial.log")),
+                 "-serial", "chardev:serial0"]
+    if machine.get("kernel_args") is not None:
+        kernel, initrd, cmdline = direct_boot_files(iso, workdir)
+        args += ["-kernel", kernel, "-initrd", initrd, "-append", " ".join([cmdline, machine["kernel_args"]]).strip()]
     # The boot medium comes first in the firmware's boot order.
+    # (With a direct kernel boot, the kernel loader holds boot index 0.)
+    index = 1 if machine.get("kernel_args") is not None else 0
     medium = "file=%s,format=raw,if=none,id=medium,readonly=on" % iso
     if machine.get("boot", "cdrom") == "usb":
-        args += ["-drive", medium, "-device", "usb-storage,bus=xhci.0,drive=medium,removable=on,bootindex=0"]
+        args += ["-drive", medium, "-device", "usb-storage,bus=xhci.0,drive=medium,removable=on,bootindex=%d" % index]
     else:
-        args += ["-drive", medium + ",media=cdrom", "-device", "ide-cd,bus=ide.0,drive=medium,bootindex=0"]
+        args += ["-drive", medium + ",media=cdrom", "-device", "ide-cd,bus=ide.0,drive=medium,bootindex=%d" % index]
     counters = dict.fromkeys(KINDS, 0)
     for index, disk in enumerate(machine["disks"]):
         kind = disk["kind"]
@@ -191,8 +205,9 @@ def qemu_args(machine, iso, workdir, accel, port):
             netdev += ",hostfwd=tcp:127.0.0.1:%d-:22" % port
             forwarded = True
         # romfile= : no iPXE option ROM, so the firmware never tries network boot.
-        args += ["-netdev", netdev, "-device", "virtio-net-pci,netdev=net%d,id=nic%d,mac=52:54:00:00:00:%02x,romfile=" % (
-            index, index, 0x10 + index)]
+        mac = "52:54:00:00:00:%02x" % (0x10 + index)
+        nic_device = "virtio-net-pci,netdev=net%d,id=nic%d,mac=%s,romfile=" % (index, index, mac)
+        args += ["-netdev", netdev, "-device", nic_device]
     return args
 
 
@@ -299,6 +314,30 @@ def start(machine, iso, workdir, accel=None):
     log("started %s: pid %s, ssh on 127.0.0.1:%d, serial log %s" % (
         machine["name"], state["pid"], port, state["serial_log"]))
     return state
+
+
+def direct_boot_files(iso, workdir):
+    """Kernel, initrd (both layers, concatenated as GRUB does) and the boot menu's command line."""
+    extract = os.path.join(workdir, "direct")
+    os.makedirs(extract, exist_ok=True)
+    files = ("vmlinuz", "os.cpio.zst", "layer.cpio.zst", "grub/grub.cfg")
+    command = ["xorriso", "-osirrox", "on", "-indev", iso]
+    for name in files:
+        command += ["-extract", "/boot/" + name, os.path.join(extract, os.path.basename(name))]
+    subprocess.run(command, check=True, capture_output=True)
+    initrd = os.path.join(extract, "initrd")
+    with open(initrd, "wb") as out:
+        for name in ("os.cpio.zst", "layer.cpio.zst"):
+            with open(os.path.join(extract, name), "rb") as part:
+                shutil.copyfileobj(part, out)
+    with open(os.path.join(extract, "grub.cfg")) as handle:
+        match = re.search(r'^set cmdline="([^"]*)"', handle.read(), re.MULTILINE)
+    cmdline = match.group(1) if match else ""
+    uuid = subprocess.run(["blkid", "-p", "-s", "UUID", "-o", "value", iso], capture_output=True, text=True,
+                          check=False).stdout.strip()
+    if uuid:
+        cmdline += " prenixos.medium=%s" % uuid
+    return os.path.join(extract, "vmlinuz"), initrd, cmdline.strip()
 
 
 def extract_kernel(iso, workdir):

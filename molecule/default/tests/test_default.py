@@ -18,7 +18,8 @@ SSD_KINDS = ("nvme", "ssd")
 
 
 def test_booted_under_uefi(host):
-    assert host.file("/sys/firmware/efi").is_directory, "expected /sys/firmware/efi: the ISO should boot under UEFI (OVMF)"
+    assert host.file("/sys/firmware/efi").is_directory, (
+        "expected /sys/firmware/efi: the ISO should boot under UEFI (OVMF)")
 
 
 def test_a_root_login_prompt_runs_on_the_serial_console(host):
@@ -43,12 +44,13 @@ def test_first_boot_finished_with_success_and_no_job_left(host):
 
 def test_status_file_is_complete(host):
     status = json.loads(host.file("/run/pre-nixos/status.json").content_string)
-    assert status["state"] == "done" and status["finished"], "expected a finished run in state done, found %s" % {
-        k: status.get(k) for k in ("state", "started", "finished", "reason")}
+    assert status["state"] == "done" and status["finished"], "expected a finished run in state done, found %s" % (
+        {k: status.get(k) for k in ("state", "started", "finished", "reason")})
     unfinished = {name: phase["state"] for name, phase in status["phases"].items()
                   if phase["state"] not in ("done", "skipped") or not phase.get("finished")}
     assert not unfinished, "expected every phase done or skipped with a finish time, found %s" % unfinished
-    unexplained = [name for name, phase in status["phases"].items() if phase["state"] == "skipped" and not phase["reason"]]
+    unexplained = [name for name, phase in status["phases"].items()
+                   if phase["state"] == "skipped" and not phase["reason"]]
     assert not unexplained, "expected a reason for every skipped phase, none for %s" % unexplained
     assert status["phases"]["storage_plan"]["state"] == "done", "expected the storage plan made, found %s" % (
         status["phases"]["storage_plan"])

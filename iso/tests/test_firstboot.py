@@ -1,0 +1,93 @@
+# Copyright: pre-nixos baseline engineers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Hermetic tests of iso/firstboot/pre-nixos-firstboot (switch parsing, closing the status)."""
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "collections"))
+
+
+@pytest.fixture(scope="module")
+def firstboot():
+    path = os.path.join(ROOT, "iso", "firstboot", "pre-nixos-firstboot")
+    loader = importlib.machinery.SourceFileLoader("pre_nixos_firstboot", path)
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def test_known_switches_are_read_and_the_last_one_wins(firstboot):
+    switches, warnings = firstboot.parse_cmdline(
+        "BOOT_IMAGE=/boot/vmlinuz console=ttyS0 prenixos.storage=apply prenixos.storage=plan prenixos.wipe=1 quiet")
+    assert (switches, warnings) == ({"prenixos.storage": "plan", "prenixos.wipe": "1"}, [])
+
+
+def test_unknown_switches_and_bad_values_are_reported_and_ignored(firstboot):
+    switches, warnings = firstboot.parse_cmdline(
+        "prenixos.bogus=1 prenixos.wipe=yes prenixos.storage prenixos.firstboot=0")
+    assert switches == {"prenixos.firstboot": "0"}
+    assert warnings == [
+        "unknown switch 'prenixos.bogus=1' ignored (known: prenixos.firstboot, prenixos.storage, prenixos.wipe)",
+        "'prenixos.wipe=yes' ignored: prenixos.wipe takes one of 0|1",
+        "'prenixos.storage' ignored: prenixos.storage takes one of plan|apply|skip",
+    ]
+
+
+def test_the_boot_menus_medium_switch_is_internal(firstboot):
+    assert firstboot.parse_cmdline("prenixos.medium=2026-11-22-09-19-39-00") == (
+        {"prenixos.medium": "2026-11-22-09-19-39-00"}, [])
+
+
+def test_switches_become_playbook_variables_and_unset_ones_keep_the_defaults(firstboot):
+    assert firstboot.extra_vars({}) == {}
+    assert firstboot.extra_vars({"prenixos.storage": "skip", "prenixos.wipe": "1", "prenixos.medium": "x"}) == {
+        "prenixos_firstboot_storage_mode": "skip", "prenixos_storage_wipe": True}
+    assert firstboot.extra_vars({"prenixos.wipe": "0"}) == {"prenixos_storage_wipe": False}
+
+
+def test_closing_leaves_no_phase_pending_or_running(firstboot, tmp_path, monkeypatch):
+    path = tmp_path / "status.json"
+    monkeypatch.setattr(firstboot, "STATUS_PATH", str(path))
+    status = firstboot.statusfile.new_status()
+    status = firstboot.statusfile.set_phase(status, "ssh", "done")
+    status = firstboot.statusfile.set_phase(status, "storage_plan", "running")
+    firstboot.statusfile.save(status, str(path))
+
+    closed = firstboot.close_status(2, "/var/log/pre-nixos/firstboot-x.log")
+
+    assert json.loads(path.read_text()) == closed
+    assert closed["state"] == "failed" and closed["finished"]
+    assert {name: phase["state"] for name, phase in closed["phases"].items()} == {
+        "lan": "skipped", "ssh": "done", "storage_plan": "failed",
+        "storage_apply": "skipped", "nixos_config": "skipped"}
+    assert closed["phases"]["storage_plan"]["reason"] == (
+        "ansible-playbook stopped (exit code 2) while this phase ran; see /var/log/pre-nixos/firstboot-x.log")
+
+
+def test_a_failed_playbook_fails_the_run_even_when_no_phase_says_so(firstboot, tmp_path, monkeypatch):
+    path = tmp_path / "status.json"
+    monkeypatch.setattr(firstboot, "STATUS_PATH", str(path))
+    firstboot.statusfile.save(firstboot.statusfile.new_status(), str(path))
+
+    closed = firstboot.close_status(4, "/log")
+
+    assert (closed["state"], closed["reason"]) == ("failed", "ansible-playbook exited with code 4; see /log")
+
+
+def test_a_clean_run_is_done(firstboot, tmp_path, monkeypatch):
+    path = tmp_path / "status.json"
+    monkeypatch.setattr(firstboot, "STATUS_PATH", str(path))
+    firstboot.statusfile.save(firstboot.statusfile.new_status(), str(path))
+
+    closed = firstboot.close_status(0, "/log")
+
+    assert closed["state"] == "done" and "reason" not in closed
