@@ -134,7 +134,7 @@ build_layer() {
     local dest=$1 work root tarball
     work=$(mktemp -d "$build/layer.XXXXXX")
     root=$work/root
-    install -d -m 0755 "$root"/usr/share/pre-nixos/collections "$root"/usr/local/sbin \
+    install -d -m 0755 "$root"/usr/share/pre-nixos/collections "$root"/usr/local/lib \
         "$root"/etc/systemd/system/multi-user.target.wants "$root"/etc/pre-nixos "$root"/usr \
         "$root"/usr/share "$root"/usr/local "$root"/etc "$root"/etc/systemd
     install -d -m 0700 "$root"/root "$root"/root/.ssh
@@ -145,7 +145,7 @@ build_layer() {
         -p "$root/usr/share/pre-nixos/collections" "$tarball" > /dev/null
     install -m 0644 "$iso_src/firstboot/pre-nixos.service" "$root/etc/systemd/system/pre-nixos.service"
     ln -s ../pre-nixos.service "$root/etc/systemd/system/multi-user.target.wants/pre-nixos.service"
-    install -m 0755 "$iso_src/firstboot/pre-nixos-firstboot" "$root/usr/local/sbin/pre-nixos-firstboot"
+    install -D -m 0644 "$iso_src/firstboot/pre_nixos_firstboot.py" "$root/usr/local/lib/pre-nixos/pre_nixos_firstboot.py"
     collect_keys "$work/keys"
     install -m 0644 "$work/keys" "$root/etc/pre-nixos/authorized_keys"
     install -m 0600 "$work/keys" "$root/root/.ssh/authorized_keys"

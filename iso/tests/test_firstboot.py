@@ -1,6 +1,6 @@
 # Copyright: pre-nixos baseline engineers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Hermetic tests of iso/firstboot/pre-nixos-firstboot (switch parsing, closing the status)."""
+"""Hermetic tests of iso/firstboot/pre_nixos_firstboot.py (switch parsing, closing the status)."""
 from __future__ import annotations
 
 import importlib.machinery
@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.join(ROOT, "collections"))
 
 @pytest.fixture(scope="module")
 def firstboot():
-    path = os.path.join(ROOT, "iso", "firstboot", "pre-nixos-firstboot")
+    path = os.path.join(ROOT, "iso", "firstboot", "pre_nixos_firstboot.py")
     loader = importlib.machinery.SourceFileLoader("pre_nixos_firstboot", path)
     spec = importlib.util.spec_from_loader(loader.name, loader)
     module = importlib.util.module_from_spec(spec)

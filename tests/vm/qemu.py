@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: pre-nixos baseline engineers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The one place that knows how to emulate a pre-nixos test machine in QEMU.
@@ -493,7 +492,7 @@ def console(workdir, key=None, ssh_message=None):
     try:
         sources = [sock] + ([sys.stdin] if interactive else [])
         while read_pid(workdir):
-            ready, _, _ = select.select(sources, [], [], 1.0)
+            ready = select.select(sources, [], [], 1.0)[0]
             if sock in ready:
                 data = sock.recv(65536)
                 if not data:
@@ -515,7 +514,7 @@ def console(workdir, key=None, ssh_message=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_start = sub.add_parser("start", help="start a machine (JSON file, or 'default')")
     p_start.add_argument("machine")

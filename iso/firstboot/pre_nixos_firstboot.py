@@ -1,7 +1,6 @@
-#!/usr/bin/python3
 # Copyright: pre-nixos baseline engineers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""pre-nixos-firstboot: what pre-nixos.service runs on the boot image.
+"""What pre-nixos.service runs on the boot image (/usr/local/lib/pre-nixos/pre_nixos_firstboot.py).
 
 Reads the operator's switches from the kernel command line, opens the status file
 (/run/pre-nixos/status.json), runs the collection's first-boot playbook locally, logs the
