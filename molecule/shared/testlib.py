@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 
 import yaml
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "vm"))
+from qemu import load_machine  # noqa: E402
 
 # tests/vm/qemu.py gives every emulated disk the serial pn-<kind><n> (pn-nvme1, pn-ssd2, pn-usb1).
 SERIAL = re.compile(r"^pn-(nvme|ssd|hdd|usb)\d+$")
@@ -22,7 +26,11 @@ def scenario_platform(name=None):
 
 
 def expected_disks(name=None):
-    return scenario_platform(name).get("machine", {}).get("disks", [])
+    """The disks the scenario's machine emulates (``{kind, size}`` each)."""
+    machine = scenario_platform(name).get("machine", {})
+    if isinstance(machine, str):
+        machine = load_machine(machine)
+    return machine.get("disks", [])
 
 
 def guest_disks(host):

@@ -3,7 +3,8 @@
 """The one place that knows how to emulate a pre-nixos test machine in QEMU.
 
 Used by ``iso/demo.sh`` and by the Molecule scenarios (``molecule/shared/create.yml`` and
-``destroy.yml``). A machine is data::
+``destroy.yml``). A machine is data, in a JSON file or under ``tests/vm/machines/<name>.json``
+(``default`` is the demo machine)::
 
     {"name": "default",
      "memory": 2048, "cpus": 2,
@@ -24,7 +25,7 @@ free port on 127.0.0.1. A NIC with ``link: false`` is set down over QMP before t
 
 Command line::
 
-    qemu.py start MACHINE.json --iso build/pre-nixos.iso --workdir build/vm/NAME
+    qemu.py start MACHINE --iso build/pre-nixos.iso --workdir build/vm/NAME   # file or name
     qemu.py wait-ssh --workdir build/vm/NAME --key build/id_ed25519
     qemu.py console --workdir build/vm/NAME      # stream the serial console (Ctrl-C stops)
     qemu.py stop --workdir build/vm/NAME
@@ -54,29 +55,23 @@ KINDS = ("ssd", "hdd", "nvme", "usb")
 ROTATION = {"ssd": 1, "hdd": 7200}
 # Kernel arguments are the image's business; the launcher only decides hardware.
 
-DEFAULT_MACHINE = {
-    "name": "default",
-    "memory": 2048,
-    "cpus": 2,
-    # Every group has its own usable capacity, so each planner rule has one answer: main on the
-    # NVMe (64G) over the SSD pair (RAID0 2x20G = 40G, main_1); swap on the HDD pair (RAID1 16G);
-    # large on the three HDDs (RAID5 3x24G = 48G); the USB stick is never planned.
-    "disks": [
-        {"kind": "nvme", "size": "64G"},
-        {"kind": "ssd", "size": "20G"},
-        {"kind": "ssd", "size": "20G"},
-        {"kind": "hdd", "size": "16G"},
-        {"kind": "hdd", "size": "16G"},
-        {"kind": "hdd", "size": "24G"},
-        {"kind": "hdd", "size": "24G"},
-        {"kind": "hdd", "size": "24G"},
-        {"kind": "usb", "size": "4G"},
-    ],
-    "nics": [{"link": False}, {"link": True}],
-    "boot": "cdrom",
-    "kernel_args": None,
-    "serial": True,
-}
+MACHINES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "machines")
+# What a machine description leaves out.
+DEFAULTS = {"memory": 2048, "cpus": 2, "disks": [], "nics": [{"link": True}], "boot": "cdrom",
+            "kernel_args": None, "serial": True}
+
+
+def load_machine(spec):
+    """A machine from a JSON file, or by name from tests/vm/machines/ ("default" is the demo machine).
+
+    The demo machine (machines/default.json): every disk group has its own usable capacity, so
+    each planner rule has one answer: main on the NVMe (64G) over the SSD pair (RAID0 2x20G = 40G,
+    main_1); swap on the HDD pair (RAID1 16G); large on the three HDDs (RAID5 3x24G = 48G); the
+    USB stick is never planned.
+    """
+    path = spec if os.path.isfile(spec) else os.path.join(MACHINES, "%s.json" % spec)
+    with open(path) as handle:
+        return json.load(handle)
 
 
 def log(message):
@@ -139,7 +134,7 @@ def size_bytes(size):
 
 
 def normalise(machine):
-    machine = dict(DEFAULT_MACHINE, **machine)
+    machine = dict(DEFAULTS, **machine)
     for disk in machine["disks"]:
         if disk.get("kind") not in KINDS:
             raise ValueError("disk %r: kind must be one of %s" % (disk, ", ".join(KINDS)))
@@ -516,7 +511,7 @@ def console(workdir, key=None, ssh_message=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p_start = sub.add_parser("start", help="start a machine (JSON file, or 'default')")
+    p_start = sub.add_parser("start", help="start a machine (a JSON file, or a name from tests/vm/machines/)")
     p_start.add_argument("machine")
     p_start.add_argument("--iso", default=os.path.join(BUILD, "pre-nixos.iso"))
     p_start.add_argument("--workdir", required=True)
@@ -534,11 +529,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     if args.command == "start":
-        if args.machine == "default":
-            machine = DEFAULT_MACHINE
-        else:
-            with open(args.machine) as handle:
-                machine = json.load(handle)
+        machine = load_machine(args.machine)
         state = start(machine, os.path.abspath(args.iso), os.path.abspath(args.workdir), args.accel)
         print(json.dumps(state))
     elif args.command == "wait-ssh":
