@@ -32,6 +32,10 @@ zstd_level=${ZSTD_LEVEL:-9}
 
 APT_NEEDS=(mmdebstrap cpio zstd xorriso mtools grub-efi-amd64-bin grub-pc-bin grub-common dosfstools openssh-client)
 
+# Scratch directories of this run (named with its PID), removed however it ends.
+scratch_dir() { mktemp -d "$build/$1.$$.XXXXXX"; }
+trap 'rm -rf "$build"/*.$$.*' EXIT
+
 build_started=$(date +%s)
 stage_started=$build_started
 log() { printf '==> %s\n' "$*" >&2; }
@@ -89,7 +93,7 @@ os_layer_key() {
 
 build_os_layer() {
     local dest=$1 work
-    work=$(mktemp -d "$build/os-layer.XXXXXX")
+    work=$(scratch_dir os-layer)
     mkdir -p "$work/wheels"
     "$venv/bin/pip" download -q --disable-pip-version-check --only-binary=:all: \
         --python-version 3.11 --implementation cp --abi cp311 \
@@ -132,7 +136,7 @@ build_os_layer() {
 # ---------------------------------------------------------------- stage 2: the small layer
 build_layer() {
     local dest=$1 work root tarball
-    work=$(mktemp -d "$build/layer.XXXXXX")
+    work=$(scratch_dir layer)
     root=$work/root
     install -d -m 0755 "$root"/usr/share/pre-nixos/collections "$root"/usr/local/lib \
         "$root"/etc/systemd/system/multi-user.target.wants "$root"/etc/pre-nixos "$root"/usr \
@@ -163,7 +167,7 @@ build_layer() {
 # ---------------------------------------------------------------- stage 3: the ISO
 build_iso() {
     local work size_mib version
-    work=$(mktemp -d "$build/iso.XXXXXX")
+    work=$(scratch_dir iso)
     mkdir -p "$work/tree/boot/grub"
     cp "$os_dir/vmlinuz" "$work/tree/boot/vmlinuz"
     cp "$os_dir/os.cpio.zst" "$work/tree/boot/os.cpio.zst"
