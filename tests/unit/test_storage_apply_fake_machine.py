@@ -244,7 +244,7 @@ class FakeMachine:
         return total
 
     def vg_free(self, vg):
-        return self.vg_size(vg) - sum(lv["size"] for (owner, _), lv in self.lvs.items() if owner == vg)
+        return self.vg_size(vg) - sum(lv["size"] for (owner, _lv_name), lv in self.lvs.items() if owner == vg)
 
     # ------------------------------------------------------------ devices and stacks
 
@@ -295,7 +295,7 @@ class FakeMachine:
             return [located[0]]
         if kname in self.arrays:
             return list(self.arrays[kname]["members"])
-        for (vg, _), lv in self.lvs.items():
+        for (vg, _lv_name), lv in self.lvs.items():
             if lv["dm"] == kname:
                 return [pv for pv, owner in self.pvs.items() if owner == vg]
         return []
@@ -314,7 +314,7 @@ class FakeMachine:
         found = [md for md, array in self.arrays.items() if kname in array["members"]]
         vg = self.pvs.get(kname)
         if vg:
-            found += [lv["dm"] for (owner, _), lv in sorted(self.lvs.items()) if owner == vg and lv["active"]]
+            found += [lv["dm"] for (owner, _lv_name), lv in sorted(self.lvs.items()) if owner == vg and lv["active"]]
         return found
 
     def children(self, kname):
@@ -336,7 +336,7 @@ class FakeMachine:
         """Mounted, active swap, or held by an array or an active LV."""
         if any(m["kname"] == kname for m in self.mounts) or kname in self.swaps:
             return True
-        if kname in self.pvs and any(lv["active"] for (vg, _), lv in self.lvs.items() if vg == self.pvs[kname]):
+        if kname in self.pvs and any(lv["active"] for (vg, _lv_name), lv in self.lvs.items() if vg == self.pvs[kname]):
             return True
         return any(kname in array["members"] for array in self.arrays.values())
 
@@ -586,7 +586,7 @@ class FakeMachine:
             if kname not in self.arrays:
                 raise Refused(1, "mdadm: %s does not appear to be an md device" % argv[-1])
             if any(self.in_use(holder) for holder in [kname] + self.holders(kname)) or self.pvs.get(kname) and any(
-                    lv["active"] for (vg, _), lv in self.lvs.items() if vg == self.pvs[kname]):
+                    lv["active"] for (vg, _lv_name), lv in self.lvs.items() if vg == self.pvs[kname]):
                 raise Refused(1, "mdadm: Cannot get exclusive access to %s:Perhaps a running process, mounted "
                                  "filesystem or active volume group?" % argv[-1])
             del self.arrays[kname]
@@ -675,7 +675,7 @@ class FakeMachine:
             if (wanted and name not in wanted) or not self.vg_visible(name):
                 continue
             pv_count = sum(1 for owner in self.pvs.values() if owner == name)
-            lv_count = sum(1 for (owner, _) in self.lvs if owner == name)
+            lv_count = sum(1 for (owner, _lv_name) in self.lvs if owner == name)
             rows.append({"vg_name": name, "vg_size": str(self.vg_size(name)), "vg_free": str(self.vg_free(name)),
                          "vg_extent_size": str(EXTENT), "vg_attr": "wz--n-", "pv_count": str(pv_count),
                          "lv_count": str(lv_count)})
@@ -866,7 +866,7 @@ class FakeMachine:
         for (owner, name), lv in self.lvs.items():
             if owner == vg and lv["active"] and (self.in_use(lv["dm"]) or self.holders(lv["dm"])):
                 raise Refused(5, "Logical volume %s/%s in use." % (vg, name))
-        for (owner, _), lv in self.lvs.items():
+        for (owner, _lv_name), lv in self.lvs.items():
             if owner == vg:
                 lv["active"] = False
         return ""
@@ -972,7 +972,7 @@ class FakeMachine:
             block = self.superblocks[members[0]]
             self.start_array(block["name"], uuid, block["level"], block["devices"], members,
                              active=len(members) == block["devices"])
-        for (vg, _), lv in self.lvs.items():
+        for (vg, _lv_name), lv in self.lvs.items():
             lv["active"] = self.vg_complete(vg)  # event-based autoactivation once every PV is there
         self.sync()
 
@@ -1052,7 +1052,7 @@ class FakeMachine:
     # ------------------------------------------------------------ what the tests look at
 
     def mutating_commands(self):
-        return [argv for argv, _ in self.mutations]
+        return [argv for argv, _outcome in self.mutations]
 
     def summary(self):
         """The built layout in one comparable value."""

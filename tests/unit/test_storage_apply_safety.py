@@ -179,7 +179,7 @@ def test_no_mutating_command_ever_reaches_the_boot_disk_or_a_disk_outside_the_pl
         event("boot disk planned" if planned & set(boot_disks) else "boot disk not planned")
         event("foreign content planned, wipe %s" % scenario["wipe"] if foreign_on & planned else "no foreign content")
         event("ran mutating commands" if machine.mutations else "ran none")
-        event("teardown ran" if any(argv[0] == "wipefs" for argv, _ in machine.mutations) else "no teardown")
+        event("teardown ran" if any(argv[0] == "wipefs" for argv, _outcome in machine.mutations) else "no teardown")
         for argv, reached in machine.mutations:
             assert reached <= allowed, "%s reached %s (planned %s, boot %s)" % (
                 argv, sorted(reached - allowed), sorted(planned), boot_disks)
@@ -188,4 +188,4 @@ def test_no_mutating_command_ever_reaches_the_boot_disk_or_a_disk_outside_the_pl
         if foreign_on & planned and not scenario["wipe"]:
             assert machine.mutations == []
         if not scenario["wipe"]:
-            assert not [argv for argv, _ in machine.mutations if argv[0] in TEARDOWN or "--zap-all" in argv]
+            assert not [argv for argv, _outcome in machine.mutations if argv[0] in TEARDOWN or "--zap-all" in argv]
