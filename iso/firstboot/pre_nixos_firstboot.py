@@ -12,6 +12,8 @@ Kernel command-line switches (anything else starting with ``prenixos.`` is repor
   prenixos.firstboot=0            do nothing (every phase recorded as skipped)
   prenixos.storage=plan|apply|skip  what first boot does with the disks
   prenixos.wipe=1                 allow tearing down what the planned disks hold
+  prenixos.install=1              install NixOS onto the built disks (images with Nix only)
+  prenixos.reboot=1               after installing NixOS, reboot into it
 
 Python 3 standard library only.
 """
@@ -37,6 +39,8 @@ SWITCHES = {
     "prenixos.firstboot": ("0", "1"),
     "prenixos.storage": ("plan", "apply", "skip"),
     "prenixos.wipe": ("0", "1"),
+    "prenixos.install": ("0", "1"),
+    "prenixos.reboot": ("0", "1"),
 }
 # Set by the image's boot menu, not by operators.
 INTERNAL = ("prenixos.medium",)
@@ -81,6 +85,9 @@ def extra_vars(switches):
         result["prenixos_firstboot_storage_mode"] = switches["prenixos.storage"]
     if "prenixos.wipe" in switches:
         result["prenixos_storage_wipe"] = switches["prenixos.wipe"] == "1"
+    for switch, variable in (("prenixos.install", "prenixos_nixos_install"), ("prenixos.reboot", "prenixos_nixos_reboot")):
+        if switch in switches:
+            result[variable] = switches[switch] == "1"
     return result
 
 

@@ -1,6 +1,6 @@
 # The NixOS flavour of the pre-nixos boot image, as a NixOS module: NixOS's minimal installer ISO plus
 # this collection, ansible-core, and the Debian image's first boot (iso/firstboot/pre-nixos.service and
-# iso/firstboot/pre-nixos-firstboot, read from there, not copied), a serial console, and root SSH for
+# iso/firstboot/pre_nixos_firstboot.py, read from there, not copied), a serial console, and root SSH for
 # the operator's keys only.
 { config, lib, pkgs, modulesPath, ... }:
 let
@@ -21,7 +21,7 @@ let
   ansible = pkgs.python3.withPackages (ps: [ ps.ansible-core ]);
 
   firstbootUnit = pkgs.writeTextDir "lib/systemd/system/pre-nixos.service" (import ./firstboot-unit.nix {
-    execStart = "${ansible}/bin/python3 ${../firstboot/pre-nixos-firstboot}";
+    execStart = "${ansible}/bin/python3 -I ${../firstboot/pre_nixos_firstboot.py}";
   });
 
   # What the collection's modules and the wrapper call (the spec's tool list), and nixos-install.

@@ -36,7 +36,8 @@ def test_unknown_switches_and_bad_values_are_reported_and_ignored(firstboot):
         "prenixos.bogus=1 prenixos.wipe=yes prenixos.storage prenixos.firstboot=0")
     assert switches == {"prenixos.firstboot": "0"}
     assert warnings == [
-        "unknown switch 'prenixos.bogus=1' ignored (known: prenixos.firstboot, prenixos.storage, prenixos.wipe)",
+        "unknown switch 'prenixos.bogus=1' ignored (known: prenixos.firstboot, prenixos.install, prenixos.reboot, prenixos.storage, "
+        "prenixos.wipe)",
         "'prenixos.wipe=yes' ignored: prenixos.wipe takes one of 0|1",
         "'prenixos.storage' ignored: prenixos.storage takes one of plan|apply|skip",
     ]
@@ -52,6 +53,8 @@ def test_switches_become_playbook_variables_and_unset_ones_keep_the_defaults(fir
     assert firstboot.extra_vars({"prenixos.storage": "skip", "prenixos.wipe": "1", "prenixos.medium": "x"}) == {
         "prenixos_firstboot_storage_mode": "skip", "prenixos_storage_wipe": True}
     assert firstboot.extra_vars({"prenixos.wipe": "0"}) == {"prenixos_storage_wipe": False}
+    assert firstboot.extra_vars({"prenixos.install": "1", "prenixos.reboot": "0"}) == {
+        "prenixos_nixos_install": True, "prenixos_nixos_reboot": False}
 
 
 def test_closing_leaves_no_phase_pending_or_running(firstboot, tmp_path, monkeypatch):
@@ -68,7 +71,7 @@ def test_closing_leaves_no_phase_pending_or_running(firstboot, tmp_path, monkeyp
     assert closed["state"] == "failed" and closed["finished"]
     assert {name: phase["state"] for name, phase in closed["phases"].items()} == {
         "lan": "skipped", "ssh": "done", "storage_plan": "failed",
-        "storage_apply": "skipped", "nixos_config": "skipped"}
+        "storage_apply": "skipped", "nixos_config": "skipped", "nixos_install": "skipped"}
     assert closed["phases"]["storage_plan"]["reason"] == (
         "ansible-playbook stopped (exit code 2) while this phase ran; see /var/log/pre-nixos/firstboot-x.log")
 

@@ -11,6 +11,8 @@ import ipaddress
 import json
 import re
 
+from ansible_collections.prenixos.baseline.plugins.module_utils import issue
+
 MANAGED_BY = "# Managed by prenixos.baseline.lan; changes are overwritten."
 
 # /etc/issue lines this collection owns: the rest of the file (the distro's banner) is kept.
@@ -165,15 +167,8 @@ def lease_facts(interface, gateway, dns):
 
 
 def render_issue(existing, lines):
-    """``/etc/issue`` with this collection's ``lines`` after the rest (the distro banner), blank-line separated.
-
-    Lines starting with one of ``ISSUE_PREFIXES`` are ours and replaced; rendering twice gives the same text.
-    """
-    kept = [line for line in (existing or "").splitlines() if not line.startswith(ISSUE_PREFIXES)]
-    while kept and not kept[-1].strip():
-        kept.pop()
-    body = kept + ([""] if kept and lines else []) + list(lines)
-    return "\n".join(body) + "\n\n" if body else ""
+    """``/etc/issue`` with the LAN's ``lines``; the lines starting with one of ``ISSUE_PREFIXES`` are replaced."""
+    return issue.render(existing, lines, ISSUE_PREFIXES)
 
 
 def success_lines(lease, name, nic):

@@ -18,7 +18,7 @@ import os
 import tempfile
 
 STATES = ("pending", "running", "done", "skipped", "failed")
-PHASES = ("lan", "ssh", "storage_plan", "storage_apply", "nixos_config")
+PHASES = ("lan", "ssh", "storage_plan", "storage_apply", "nixos_config", "nixos_install")
 DEFAULT_PATH = "/run/pre-nixos/status.json"
 
 

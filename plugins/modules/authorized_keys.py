@@ -57,14 +57,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.prenixos.baseline.plugins.module_utils import sshd
-
-
-def read_text(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return ""
+from ansible_collections.prenixos.baseline.plugins.module_utils.files import read_text, write_text
 
 
 def main():
@@ -87,21 +80,15 @@ def main():
     if not keys:
         module.fail_json(msg="no SSH public key given: refusing to leave root without a way in, nothing changed")
 
-    before = read_text(path)
+    before = read_text(path) or ""
     after = sshd.render_authorized_keys(keys)
     changed = before != after
     result = {"changed": changed, "keys": keys}
     if module._diff:
         result["diff"] = {"before": before, "after": after, "before_header": path, "after_header": path}
     if changed and not module.check_mode:
-        directory = os.path.dirname(path)
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        os.chmod(directory, 0o700)
-        tmp = os.path.join(directory, ".authorized_keys.pre-nixos")
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
-            handle.write(after)
-        module.atomic_move(tmp, path)
-        os.chmod(path, 0o600)
+        write_text(module, path, after, mode=0o600, dir_mode=0o700)
+        os.chmod(os.path.dirname(path), 0o700)
     module.exit_json(**result)
 
 

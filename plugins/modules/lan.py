@@ -198,6 +198,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.prenixos.baseline.plugins.module_utils import networkd, nics
+from ansible_collections.prenixos.baseline.plugins.module_utils.files import read_text, write_text
 from ansible_collections.prenixos.baseline.plugins.module_utils.runner import CommandError, Runner
 
 # Where the live system keeps its networkd files: a write under another root reads the original name back from here.
@@ -206,23 +207,6 @@ LIVE_NETWORK_DIR = "/etc/systemd/network"
 
 class LanFailure(Exception):
     """The network cannot be configured; the message tells the operator why."""
-
-
-def read_text(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
-def write_text(module, path, text):
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    tmp = os.path.join(directory, ".%s.pre-nixos" % os.path.basename(path))
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "w") as handle:
-        handle.write(text)
-    module.atomic_move(tmp, path)
 
 
 def console_devices(consoles, sysfs_root):

@@ -165,10 +165,10 @@ install_tools:
 """
 
 import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.prenixos.baseline.plugins.module_utils.files import read_text, write_text
 from ansible_collections.prenixos.baseline.plugins.module_utils.nixos import (
     NixosConfigError,
     imports_pre_nixos,
@@ -178,24 +178,6 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.nixos import (
 )
 
 INSTALL_TOOLS = ("nixos-generate-config", "nixos-install")
-
-
-def read_text(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
-def write_atomically(module, path, content):
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=".pre-nixos.", dir=directory)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(content)
-    os.chmod(tmp_path, 0o644)
-    module.atomic_move(tmp_path, path)
 
 
 def render(params):
@@ -242,7 +224,7 @@ def main():
     if params["require_mounted"] and not os.path.ismount(root):
         module.fail_json(
             msg="%s is not a mount point: the planned filesystems are not mounted there (apply the storage plan "
-                "first), and writing the configuration now would put it on the live system" % root
+            "first), and writing the configuration now would put it on the live system" % root
         )
     try:
         pre_nixos, configuration, disko = render(params)
@@ -283,7 +265,7 @@ def main():
             )
             if not module.check_mode:
                 try:
-                    write_atomically(module, file_path, content)
+                    write_text(module, file_path, content)
                 except OSError as error:
                     module.fail_json(msg="cannot write %s: %s" % (file_path, error), files=files)
     if existing_configuration is not None:

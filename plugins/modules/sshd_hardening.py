@@ -75,22 +75,8 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.prenixos.baseline.plugins.module_utils import sshd
+from ansible_collections.prenixos.baseline.plugins.module_utils.files import read_text, write_text
 from ansible_collections.prenixos.baseline.plugins.module_utils.runner import CommandError, Runner
-
-
-def read_text(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
-def write_text(module, path, text):
-    tmp = os.path.join(os.path.dirname(path), ".%s.pre-nixos" % os.path.basename(path))
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "w") as handle:
-        handle.write(text)
-    module.atomic_move(tmp, path)
 
 
 def effective_config(runner, sshd_bin, config):
@@ -122,8 +108,12 @@ def main():
     changed = before != after
     result = {"changed": changed, "commands": runner.commands}
     if module._diff:
-        result["diff"] = {"before": before or "", "after": after, "before_header": params["path"],
-                          "after_header": params["path"]}
+        result["diff"] = {
+            "before": before or "",
+            "after": after,
+            "before_header": params["path"],
+            "after_header": params["path"],
+        }
 
     if changed and not module.check_mode:
         write_text(module, params["path"], after)

@@ -174,11 +174,10 @@ dest:
 """
 
 import json
-import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.prenixos.baseline.plugins.module_utils.files import read_text, write_text
 from ansible_collections.prenixos.baseline.plugins.module_utils.planner import PlanError, plan_storage
 
 PLANNER_OPTIONS = ("size_tolerance", "redundant_main", "swap_on_ssd", "backups", "swap_size", "slash_size", "home_size")
@@ -198,23 +197,6 @@ def ram_bytes_from_meminfo(path="/proc/meminfo"):
 
 def plan_as_json(plan):
     return json.dumps(plan, indent=2, sort_keys=True) + "\n"
-
-
-def read_text(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
-def write_atomically(module, path, content):
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=".storage-plan.", dir=directory)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(content)
-    module.atomic_move(tmp_path, path)
 
 
 def main():
@@ -252,7 +234,7 @@ def main():
         try:
             result["changed"] = read_text(dest) != content
             if result["changed"] and not module.check_mode:
-                write_atomically(module, dest, content)
+                write_text(module, dest, content)
         except OSError as error:
             module.fail_json(msg="cannot write the plan to %s: %s" % (dest, error), **result)
     module.exit_json(**result)

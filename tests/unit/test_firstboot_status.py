@@ -48,5 +48,33 @@ def test_the_module_in_check_mode_writes_nothing(tmp_path, capsys):
     result = run_module(firstboot_status.main, {"phase": "lan", "state": "running", "path": str(path)}, capsys,
                         check_mode=True, diff=True)
     assert result["changed"] is True
-    assert result["diff"]["after"]["state"] == "running"
+    assert result["diff"][0]["after"]["state"] == "running"
     assert not path.exists()
+
+
+def test_a_skipped_phase_tells_why_in_the_issue_file_and_a_done_one_takes_the_line_back(tmp_path, capsys):
+    path, issue_path = tmp_path / "status.json", tmp_path / "issue"
+    issue_path.write_text("Debian GNU/Linux 12 \\n \\l\n\npre-nixos: ssh root@10.0.2.15\n\n")
+    refused = {"phase": "storage_apply", "state": "skipped", "reason": "sdb holds data; boot with prenixos.wipe=1",
+               "path": str(path), "issue_path": str(issue_path)}
+    first = run_module(firstboot_status.main, refused, capsys)
+    again = run_module(firstboot_status.main, refused, capsys)
+    assert (first["changed"], again["changed"]) == (True, False)
+    assert issue_path.read_text() == (
+        "Debian GNU/Linux 12 \\n \\l\n\npre-nixos: ssh root@10.0.2.15\n\n"
+        "pre-nixos: storage_apply skipped: sdb holds data; boot with prenixos.wipe=1\n\n"
+    )
+    built = dict(refused, state="done", reason="built")
+    assert run_module(firstboot_status.main, built, capsys)["changed"] is True
+    assert issue_path.read_text() == "Debian GNU/Linux 12 \\n \\l\n\npre-nixos: ssh root@10.0.2.15\n\n"
+
+
+def test_the_issue_line_in_check_mode_is_a_diff_and_nothing_is_written(tmp_path, capsys):
+    path, issue_path = tmp_path / "status.json", tmp_path / "issue"
+    args = {"phase": "storage_apply", "state": "failed", "reason": "mdadm failed", "path": str(path),
+            "issue_path": str(issue_path)}
+    result = run_module(firstboot_status.main, args, capsys, check_mode=True, diff=True)
+    assert result["changed"] is True
+    assert result["diff"][1] == {"before": "", "after": "pre-nixos: storage_apply failed: mdadm failed\n\n",
+                                 "before_header": str(issue_path), "after_header": str(issue_path)}
+    assert not path.exists() and not issue_path.exists()

@@ -21,7 +21,7 @@ from ansible_collections.prenixos.baseline.plugins.module_utils import nixos
 
 FLAKE_DIR = os.path.join(ROOT, "iso", "nixos")
 FIRSTBOOT_UNIT = os.path.join(ROOT, "iso", "firstboot", "pre-nixos.service")
-FIRSTBOOT_WRAPPER = os.path.join(ROOT, "iso", "firstboot", "pre-nixos-firstboot")
+FIRSTBOOT_WRAPPER = os.path.join(ROOT, "iso", "firstboot", "pre_nixos_firstboot.py")
 SSHD_DROP_IN = os.path.join(ROOT, "iso", "os-layer", "rootfs", "etc", "ssh", "sshd_config.d", "00-pre-nixos.conf")
 DHCP_NETWORK = os.path.join(ROOT, "iso", "os-layer", "rootfs", "etc", "systemd", "network", "90-pre-nixos-dhcp.network")
 
@@ -146,11 +146,11 @@ def test_the_first_boot_unit_is_the_debian_units_text_with_only_execstart_pointi
     with open(FIRSTBOOT_UNIT) as handle:
         debian = handle.read()
     assert unit["writeTextDir"] == "lib/systemd/system/pre-nixos.service"
-    wrapper_store_path = re.search(r"^ExecStart=\S+/bin/python3 (/nix/store/\S+)$", unit["text"], re.M).group(1)
-    assert wrapper_store_path.endswith("-pre-nixos-firstboot")
+    wrapper_store_path = re.search(r"^ExecStart=\S+/bin/python3 -I (/nix/store/\S+)$", unit["text"], re.M).group(1)
+    assert wrapper_store_path.endswith("-pre_nixos_firstboot.py")
     assert unit["text"] == debian.replace(
-        "ExecStart=/usr/local/sbin/pre-nixos-firstboot",
-        "ExecStart=/nix/store/stub-python3-with-ansible-core/bin/python3 " + wrapper_store_path,
+        "ExecStart=/usr/bin/python3 -I /usr/local/lib/pre-nixos/pre_nixos_firstboot.py",
+        "ExecStart=/nix/store/stub-python3-with-ansible-core/bin/python3 -I " + wrapper_store_path,
     )
 
 
@@ -172,7 +172,7 @@ def test_a_unit_without_the_expected_execstart_stops_the_evaluation_with_a_messa
          "import %s { execStart = \"x\"; unitFile = %s; }" % (os.path.join(FLAKE_DIR, "firstboot-unit.nix"), unit)],
         capture_output=True, text=True, check=False)
     assert result.returncode != 0
-    assert "has no line 'ExecStart=/usr/local/sbin/pre-nixos-firstboot'" in result.stderr
+    assert "has no line 'ExecStart=/usr/bin/python3 -I /usr/local/lib/pre-nixos/pre_nixos_firstboot.py'" in result.stderr
 
 
 def test_the_flake_reads_the_debian_files_by_relative_path_and_holds_no_copy_of_them():
@@ -182,7 +182,7 @@ def test_the_flake_reads_the_debian_files_by_relative_path_and_holds_no_copy_of_
         unit = handle.read()
     with open(os.path.join(FLAKE_DIR, "sshd-settings.nix")) as handle:
         sshd = handle.read()
-    assert "../firstboot/pre-nixos-firstboot" in image
+    assert "../firstboot/pre_nixos_firstboot.py" in image
     assert "../os-layer/rootfs/etc/systemd/network/90-pre-nixos-dhcp.network" in image
     assert "unitFile ? ../firstboot/pre-nixos.service" in unit
     assert "dropIn ? ../os-layer/rootfs/etc/ssh/sshd_config.d/00-pre-nixos.conf" in sshd

@@ -1,0 +1,29 @@
+# Copyright: pre-nixos baseline engineers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Reading and atomically replacing the small text files the modules manage."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+
+def read_text(path):
+    """The file's text, or None when it does not exist."""
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def write_text(module, path, text, mode=0o644, dir_mode=0o755):
+    """Replace ``path`` with ``text`` atomically (a temporary file beside it, then ``module.atomic_move``)."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, mode=dir_mode, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".pre-nixos.", dir=directory)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(tmp, mode)
+    module.atomic_move(tmp, path)
+    os.chmod(path, mode)
