@@ -42,6 +42,8 @@ SWITCHES = {
     "prenixos.install": ("0", "1"),
     "prenixos.reboot": ("0", "1"),
 }
+# Boolean switches that set a variable of the nixos_install role.
+NIXOS_SWITCHES = (("prenixos.install", "prenixos_nixos_install"), ("prenixos.reboot", "prenixos_nixos_reboot"))
 # Set by the image's boot menu, not by operators.
 INTERNAL = ("prenixos.medium",)
 
@@ -85,7 +87,7 @@ def extra_vars(switches):
         result["prenixos_firstboot_storage_mode"] = switches["prenixos.storage"]
     if "prenixos.wipe" in switches:
         result["prenixos_storage_wipe"] = switches["prenixos.wipe"] == "1"
-    for switch, variable in (("prenixos.install", "prenixos_nixos_install"), ("prenixos.reboot", "prenixos_nixos_reboot")):
+    for switch, variable in NIXOS_SWITCHES:
         if switch in switches:
             result[variable] = switches[switch] == "1"
     return result

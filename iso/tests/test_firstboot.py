@@ -36,8 +36,8 @@ def test_unknown_switches_and_bad_values_are_reported_and_ignored(firstboot):
         "prenixos.bogus=1 prenixos.wipe=yes prenixos.storage prenixos.firstboot=0")
     assert switches == {"prenixos.firstboot": "0"}
     assert warnings == [
-        "unknown switch 'prenixos.bogus=1' ignored (known: prenixos.firstboot, prenixos.install, prenixos.reboot, prenixos.storage, "
-        "prenixos.wipe)",
+        "unknown switch 'prenixos.bogus=1' ignored (known: prenixos.firstboot, prenixos.install, prenixos.reboot, "
+        "prenixos.storage, prenixos.wipe)",
         "'prenixos.wipe=yes' ignored: prenixos.wipe takes one of 0|1",
         "'prenixos.storage' ignored: prenixos.storage takes one of plan|apply|skip",
     ]

@@ -172,7 +172,8 @@ def test_a_unit_without_the_expected_execstart_stops_the_evaluation_with_a_messa
          "import %s { execStart = \"x\"; unitFile = %s; }" % (os.path.join(FLAKE_DIR, "firstboot-unit.nix"), unit)],
         capture_output=True, text=True, check=False)
     assert result.returncode != 0
-    assert "has no line 'ExecStart=/usr/bin/python3 -I /usr/local/lib/pre-nixos/pre_nixos_firstboot.py'" in result.stderr
+    debian_exec_start = "ExecStart=/usr/bin/python3 -I /usr/local/lib/pre-nixos/pre_nixos_firstboot.py"
+    assert "has no line '%s'" % debian_exec_start in result.stderr
 
 
 def test_the_flake_reads_the_debian_files_by_relative_path_and_holds_no_copy_of_them():
