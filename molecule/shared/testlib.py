@@ -3,6 +3,7 @@
 """Helpers for the scenarios' testinfra tests."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -47,3 +48,49 @@ def unit_properties(host, unit, *names):
     """``systemctl show`` properties of ``unit`` as a dict."""
     output = host.check_output("systemctl show %s %s" % (unit, " ".join("--property=%s" % n for n in names)))
     return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+
+
+def serial_log(name=None):
+    """What the guest printed on its serial console so far (the launcher's log on this host)."""
+    root = os.environ.get("MOLECULE_PROJECT_DIRECTORY") or os.path.join(os.path.dirname(__file__), "..", "..")
+    scenario = os.environ.get("MOLECULE_SCENARIO_NAME", "default")
+    path = os.path.join(root, "build", "molecule", scenario, scenario_platform(name)["name"], "serial.log")
+    with open(path, "rb") as handle:
+        return handle.read().decode(errors="replace")
+
+
+def first_boot_status(host):
+    """The guest's /run/pre-nixos/status.json."""
+    return json.loads(host.file("/run/pre-nixos/status.json").content_string)
+
+
+def plan(host):
+    """The storage plan first boot wrote."""
+    return json.loads(host.file("/var/log/pre-nixos/plan.json").content_string)
+
+
+def guest_json(host, command):
+    """A command's JSON output (lsblk -J, ip -j, vgs --reportformat json, ...)."""
+    return json.loads(host.check_output(command))
+
+
+def planned_mounts(plan_data, root="/mnt"):
+    """Mount point under ``root`` -> filesystem label, for every filesystem the plan mounts."""
+    mounts = {}
+    for volume in plan_data["logical_volumes"] + plan_data["partitions"]:
+        if volume.get("mountpoint") and volume.get("filesystem") != "swap":
+            mounts[os.path.normpath(root + volume["mountpoint"])] = volume["label"]
+    return mounts
+
+
+def nic_macs(name=None):
+    """The MAC the launcher gives each NIC of the scenario's machine, in order (52:54:00:00:00:10, ...)."""
+    machine = scenario_platform(name).get("machine", {})
+    if isinstance(machine, str):
+        machine = load_machine(machine)
+    return ["52:54:00:00:00:%02x" % (0x10 + index) for index, _nic in enumerate(machine.get("nics", [{}]))]
+
+
+def links_by_mac(host):
+    """MAC -> interface name, for every link of the guest."""
+    return {link.get("address"): link["ifname"] for link in guest_json(host, "ip -j link show")}

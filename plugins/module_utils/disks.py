@@ -211,6 +211,18 @@ def read_sysfs(sysfs_root, name, attribute):
         raise DiskFactsError("cannot read %s: %s" % (path, err.strerror or err)) from None
 
 
+def describe_sysfs(sysfs_root, name, attribute):
+    """A descriptive attribute (model, serial, wwid): None when missing or unreadable.
+
+    Some drivers refuse to read such attributes (virtio-scsi's ``device/wwid`` gives EINVAL on newer
+    kernels); that costs a description, never the discovery.
+    """
+    try:
+        return read_sysfs(sysfs_root, name, attribute)
+    except DiskFactsError:
+        return None
+
+
 def sysfs_flag(sysfs_root, name, attribute):
     value = read_sysfs(sysfs_root, name, attribute)
     if value is None:
@@ -549,17 +561,17 @@ def describe_disk(device, sysfs_root, by_id, boot_names, mounted):
         "transport": transport_of(device, name),
         "model": first_known(
             text_or_none(device.get("model")),
-            text_or_none(read_sysfs(sysfs_root, name, "device/model")),
+            text_or_none(describe_sysfs(sysfs_root, name, "device/model")),
         ),
         "serial": first_known(
             text_or_none(device.get("serial")),
-            text_or_none(read_sysfs(sysfs_root, name, "device/serial")),
-            text_or_none(read_sysfs(sysfs_root, name, "serial")),
+            text_or_none(describe_sysfs(sysfs_root, name, "device/serial")),
+            text_or_none(describe_sysfs(sysfs_root, name, "serial")),
         ),
         "wwn": first_known(
             text_or_none(device.get("wwn")),
-            text_or_none(read_sysfs(sysfs_root, name, "wwid")),
-            text_or_none(read_sysfs(sysfs_root, name, "device/wwid")),
+            text_or_none(describe_sysfs(sysfs_root, name, "wwid")),
+            text_or_none(describe_sysfs(sysfs_root, name, "device/wwid")),
         ),
         "boot_medium": name in boot_names,
         "in_use": bool(reasons),

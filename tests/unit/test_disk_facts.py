@@ -207,6 +207,16 @@ def test_virtio_scsi_disk_has_no_transport_and_uses_the_scsi_0_id(server):
     }
 
 
+def test_a_descriptive_attribute_the_driver_refuses_to_read_costs_only_that_description(server):
+    # virtio-scsi disks answer EINVAL for device/wwid on newer kernels; a directory there fails the read too.
+    wwid = server.sysfs_root / "block" / "sde" / "device" / "wwid"
+    wwid.parent.mkdir(parents=True, exist_ok=True)
+    wwid.mkdir()
+    sde = by_name(server.gather())["sde"]
+    described = (sde["wwn"], sde["serial"], sde["size"], sde["rotational"])
+    assert described == (None, "drive-scsi0-0-0-1", 34359738368, False)
+
+
 def test_old_raid_member_with_lvm_on_top_is_in_use_with_every_layer_named(server):
     sdc = by_name(server.gather())["sdc"]
     assert sdc["path"] == "/dev/disk/by-id/scsi-SSEAGATE_ST4000NM0023_Z1Z2EFGH"

@@ -11,6 +11,8 @@ Used by ``iso/demo.sh`` and by the Molecule scenarios (``molecule/shared/create.
      "disks": [{"kind": "nvme", "size": "64G"}, {"kind": "ssd", "size": "32G"},
                {"kind": "hdd", "size": "16G"}, {"kind": "usb", "size": "4G"}],
      "nics": [{"link": false}, {"link": true}],
+                                      # {"link": false, "link_up": {"after": "REGEX", "delay": 20}}:
+                                      # down at start, up DELAY s after REGEX shows on the serial console
      "boot": "cdrom",                 # or "usb": the ISO as a USB stick
      "kernel_args": None,             # a string: boot the ISO's kernel and system directly
                                       # (still UEFI, medium attached) with the boot menu's
@@ -20,15 +22,18 @@ Used by ``iso/demo.sh`` and by the Molecule scenarios (``molecule/shared/create.
 Disk kinds: ``ssd`` is ``scsi-hd,rotation_rate=1``, ``hdd`` is ``scsi-hd,rotation_rate=7200``
 (both on virtio-scsi), ``nvme`` is ``nvme``, ``usb`` is a removable ``usb-storage``. Disk files
 are sparse raw files. NICs are ``virtio-net-pci`` on user-mode networking restricted to the guest
-(DHCP and the forwarded SSH port only); the first NIC with a link carries SSH, forwarded from a
-free port on 127.0.0.1. A NIC with ``link: false`` is set down over QMP before the guest runs.
+(DHCP and the forwarded SSH port only); the first NIC with a link (or a ``link_up``) carries SSH,
+forwarded from a free port on 127.0.0.1. A NIC with ``link: false`` is set down over QMP before the
+guest runs; with ``link_up`` a helper process (``qemu.py link-up``, its PID in the workdir) sets it
+up once the guest's serial console has shown the given text, so a test can plug the cable in at a
+known moment of first boot.
 
 Command line::
 
     qemu.py start MACHINE --iso build/pre-nixos.iso --workdir build/vm/NAME   # file or name
     qemu.py wait-ssh --workdir build/vm/NAME --key build/id_ed25519
     qemu.py console --workdir build/vm/NAME      # stream the serial console (Ctrl-C stops)
-    qemu.py stop --workdir build/vm/NAME
+    qemu.py stop --workdir build/vm/NAME         # the QEMU and the link-up helpers of that workdir
     qemu.py accel                                # kvm or tcg, as the probe finds
 
 Only the QEMU process recorded in the workdir's pidfile is ever signalled.
@@ -139,9 +144,20 @@ def normalise(machine):
         if disk.get("kind") not in KINDS:
             raise ValueError("disk %r: kind must be one of %s" % (disk, ", ".join(KINDS)))
         size_bytes(disk["size"])
-    if not any(nic.get("link", True) for nic in machine["nics"]):
-        raise ValueError("at least one NIC needs a link: SSH goes through the first one that has one")
+    for nic in machine["nics"]:
+        link_up = nic.get("link_up")
+        if link_up is not None:
+            if nic.get("link", True) or not isinstance(link_up, dict) or not link_up.get("after"):
+                raise ValueError("NIC %r: link_up needs link: false and {after: REGEX, delay: SECONDS}" % nic)
+            re.compile(link_up["after"])
+    if not any(carries_ssh(nic) for nic in machine["nics"]):
+        raise ValueError("at least one NIC needs a link (now or by link_up): SSH goes through the first one")
     return machine
+
+
+def carries_ssh(nic):
+    """Whether SSH can go through this NIC: it has a link, or gets one later."""
+    return nic.get("link", True) or nic.get("link_up") is not None
 
 
 def free_port():
@@ -195,7 +211,7 @@ def qemu_args(machine, iso, workdir, accel, port):
     forwarded = False
     for index, nic in enumerate(machine["nics"]):
         netdev = "user,id=net%d,restrict=on" % index
-        if nic.get("link", True) and not forwarded:
+        if carries_ssh(nic) and not forwarded:
             netdev += ",hostfwd=tcp:127.0.0.1:%d-:22" % port
             forwarded = True
         # romfile= : no iPXE option ROM, so the firmware never tries network boot.
@@ -297,6 +313,9 @@ def start(machine, iso, workdir, accel=None):
                 qmp.command("set_link", name="nic%d" % index, up=False)
         qmp.command("cont")
         qmp.close()
+        for index, nic in enumerate(machine["nics"]):
+            if nic.get("link_up"):
+                start_link_up(workdir, index, nic["link_up"])
     except BaseException:
         stop(workdir)
         raise
@@ -308,6 +327,62 @@ def start(machine, iso, workdir, accel=None):
     log("started %s: pid %s, ssh on 127.0.0.1:%d, serial log %s" % (
         machine["name"], state["pid"], port, state["serial_log"]))
     return state
+
+
+def start_link_up(workdir, index, link_up):
+    """Start the helper that sets NIC ``index`` up later (its PID in link-up-INDEX.pid, its log beside it)."""
+    command = [sys.executable, os.path.abspath(__file__), "link-up", "--workdir", workdir, "--nic", str(index),
+               "--after", link_up["after"], "--delay", str(link_up.get("delay", 0))]
+    with open(os.path.join(workdir, "link-up-%d.log" % index), "w") as out:
+        helper = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    with open(os.path.join(workdir, "link-up-%d.pid" % index), "w") as handle:
+        handle.write("%d\n" % helper.pid)
+    log("nic%d: link goes up %s s after the serial console shows %r (helper pid %d)" % (
+        index, link_up.get("delay", 0), link_up["after"], helper.pid))
+
+
+def link_up_when(workdir, index, after, delay, timeout=1800):
+    """Wait for ``after`` (a regex) on the serial console, then ``delay`` seconds, then set NIC ``index`` up."""
+    pattern = re.compile(after)
+    serial_log = os.path.join(workdir, "serial.log")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(serial_log, "rb") as handle:
+                if pattern.search(handle.read().decode(errors="replace")):
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline or not read_pid(workdir):
+            log("nic%d: %r never showed on the serial console; the link stays down" % (index, after))
+            return 1
+        time.sleep(0.5)
+    log("nic%d: the serial console showed %r; link up in %s s" % (index, after, delay))
+    time.sleep(delay)
+    qmp = QMP(os.path.join(workdir, "qmp.sock"))
+    qmp.command("set_link", name="nic%d" % index, up=True)
+    qmp.close()
+    log("nic%d: link up" % index)
+    return 0
+
+
+def stop_link_up_helpers(workdir):
+    """End the link-up helpers this workdir started (each by its PID, checked to be that helper)."""
+    for name in sorted(os.listdir(workdir)) if os.path.isdir(workdir) else []:
+        if not re.fullmatch(r"link-up-\d+\.pid", name):
+            continue
+        path = os.path.join(workdir, name)
+        try:
+            with open(path) as handle:
+                pid = int(handle.read().strip())
+            with open("/proc/%d/cmdline" % pid, "rb") as handle:
+                cmdline = handle.read().split(b"\0")
+            if b"link-up" in cmdline and workdir.encode() in cmdline:
+                os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
+        os.unlink(path)
 
 
 def direct_boot_files(iso, workdir):
@@ -422,6 +497,7 @@ def is_zombie(pid):
 
 def stop(workdir, timeout=20):
     """Stop the QEMU of ``workdir`` (only that process, by its pidfile)."""
+    stop_link_up_helpers(workdir)
     pid = read_pid(workdir)
     if not pid:
         return False
@@ -525,6 +601,11 @@ def main(argv=None):
         if name == "console":
             p.add_argument("--announce-ssh-key", help="print --announce-message once this key logs in")
             p.add_argument("--announce-message")
+    p_link = sub.add_parser("link-up", help="set a NIC up once the serial console shows a text (started by start)")
+    p_link.add_argument("--workdir", required=True)
+    p_link.add_argument("--nic", type=int, required=True)
+    p_link.add_argument("--after", required=True)
+    p_link.add_argument("--delay", type=float, default=0)
     sub.add_parser("accel", help="probe KVM and print kvm or tcg")
     args = parser.parse_args(argv)
 
@@ -538,6 +619,8 @@ def main(argv=None):
         stop(os.path.abspath(args.workdir))
     elif args.command == "console":
         console(os.path.abspath(args.workdir), args.announce_ssh_key, args.announce_message)
+    elif args.command == "link-up":
+        return link_up_when(os.path.abspath(args.workdir), args.nic, args.after, args.delay)
     elif args.command == "accel":
         workdir = os.path.join(BUILD, "vm", "probe")
         os.makedirs(workdir, exist_ok=True)

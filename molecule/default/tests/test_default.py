@@ -5,14 +5,27 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
+import subprocess
 import sys
 
 import paramiko
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
-from testlib import expected_disks, guest_disks, unit_properties  # noqa: E402
+from testlib import (  # noqa: E402
+    expected_disks,
+    first_boot_status,
+    guest_disks,
+    guest_json,
+    links_by_mac,
+    nic_macs,
+    plan,
+    planned_mounts,
+    serial_log,
+    unit_properties,
+)
 
 SSD_KINDS = ("nvme", "ssd")
 
@@ -133,3 +146,106 @@ def test_rotational_flags_match_the_emulated_kinds(host):
             assert rotational == "0", "%s is an emulated %s: expected rotational 0, found %s" % (name, kind, rotational)
         elif kind == "hdd":
             assert rotational == "1", "%s is an emulated HDD: expected rotational 1, found %s" % (name, rotational)
+
+
+# ---------------------------------------------------------------- LAN
+
+
+def test_lan_is_the_nic_that_had_the_link_with_its_dhcp_address(host):
+    macs = nic_macs()
+    links = links_by_mac(host)
+    assert links.get(macs[1]) == "lan", "expected the NIC with the link (%s) named lan, links: %s" % (macs[1], links)
+    assert links.get(macs[0], "").startswith("en"), (
+        "expected the NIC without a link (%s) to keep its kernel name, links: %s" % (macs[0], links))
+    (lan,) = guest_json(host, "ip -j -4 addr show dev lan")
+    addresses = [(a["local"], a["prefixlen"]) for a in lan["addr_info"] if a.get("family") == "inet"]
+    assert addresses == [("10.0.2.15", 24)], "expected 10.0.2.15/24 on lan from DHCP, found %s" % addresses
+    link_file = host.file("/etc/systemd/network/10-lan.link").content_string
+    assert "Name=lan" in link_file and "MACAddress=%s" % macs[1] in link_file, (
+        "expected 10-lan.link to name lan by the MAC %s, found:\n%s" % (macs[1], link_file))
+    status = first_boot_status(host)["phases"]["lan"]
+    assert (status["state"], status["details"]["address"], status["details"]["mac"]) == (
+        "done", "10.0.2.15", macs[1]), "expected the lan phase done with its address, found %s" % status
+
+
+def test_the_operator_is_told_where_to_ssh_on_the_console_and_before_the_login_prompt(host):
+    issue = host.file("/etc/issue").content_string
+    assert "pre-nixos: ssh root@10.0.2.15" in issue, "expected /etc/issue to say ssh root@10.0.2.15:\n%s" % issue
+    assert "ssh root@10.0.2.15" in serial_log(), "expected the serial console to show ssh root@10.0.2.15"
+
+
+# ---------------------------------------------------------------- storage
+
+
+def test_every_planned_filesystem_is_mounted_by_label_under_mnt(host):
+    status = first_boot_status(host)["phases"]["storage_apply"]
+    assert status["state"] == "done", "expected the storage plan built, found %s" % status
+    wanted = planned_mounts(plan(host))
+    mounted = {fs["target"]: fs["label"] for fs in flatten_mounts(guest_json(
+        host, "findmnt -J -R -o TARGET,SOURCE,FSTYPE,LABEL /mnt")["filesystems"])}
+    assert mounted == wanted, "expected under /mnt (target: label) %s, findmnt shows %s" % (wanted, mounted)
+    for target, label in wanted.items():
+        source = host.check_output("findmnt -n -o SOURCE %s" % target)
+        by_label = host.check_output("readlink -f /dev/disk/by-label/%s" % label)
+        assert host.check_output("readlink -f %s" % source) == by_label, (
+            "expected %s mounted from /dev/disk/by-label/%s (%s), found %s" % (target, label, by_label, source))
+
+
+def flatten_mounts(filesystems):
+    for fs in filesystems:
+        yield fs
+        yield from flatten_mounts(fs.get("children", []))
+
+
+def test_the_swap_volume_is_active_by_its_label(host):
+    swap = next(lv for lv in plan(host)["logical_volumes"] if lv["filesystem"] == "swap")
+    active = host.check_output("swapon --show=NAME --noheadings --raw").split()
+    labelled = host.check_output("readlink -f /dev/disk/by-label/%s" % swap["label"])
+    assert [host.check_output("readlink -f %s" % name) for name in active] == [labelled], (
+        "expected only %s/%s (label %s, %s) as swap, active: %s" % (swap["vg"], swap["name"], swap["label"],
+                                                                    labelled, active))
+    assert swap["vg"] == "swap", "expected the swap LV in VG swap on the HDD mirror, plan puts it in %s" % swap["vg"]
+
+
+def test_proc_mdstat_and_mdadm_show_the_planned_arrays(host):
+    mdstat = host.file("/proc/mdstat").content_string
+    for array in plan(host)["arrays"]:
+        detail = dict(line.split("=", 1) for line in host.check_output(
+            "mdadm --detail --export /dev/md/%s" % array["name"]).splitlines() if "=" in line)
+        found = (detail.get("MD_LEVEL"), int(detail.get("MD_DEVICES", 0)))
+        assert found == (array["level"], len(array["devices"])), "expected /dev/md/%s as %s of %d, found %s" % (
+            array["name"], array["level"], len(array["devices"]), found)
+        assert re.search(r"^md\d+ : active (\(auto-read-only\) )?%s " % array["level"], mdstat, re.M), (
+            "expected an active %s in /proc/mdstat:\n%s" % (array["level"], mdstat))
+    assert sorted(a["name"] for a in plan(host)["arrays"]) == ["large", "main_1", "swap"], (
+        "expected arrays main_1 (SSD RAID0), swap (HDD RAID1), large (HDD RAID5), plan: %s" % plan(host)["arrays"])
+
+
+def test_volume_groups_and_logical_volumes_are_the_planned_ones(host):
+    planned = plan(host)
+    vgs = {vg["vg_name"] for vg in guest_json(host, "vgs --reportformat json -o vg_name")["report"][0]["vg"]}
+    assert vgs == {vg["name"] for vg in planned["volume_groups"]}, (
+        "expected VGs %s, vgs shows %s" % ([vg["name"] for vg in planned["volume_groups"]], sorted(vgs)))
+    lvs = {(lv["vg_name"], lv["lv_name"]): int(lv["lv_size"]) for lv in guest_json(
+        host, "lvs --reportformat json --units b --nosuffix -o vg_name,lv_name,lv_size")["report"][0]["lv"]}
+    wanted = {(lv["vg"], lv["name"]): lv["size"] for lv in planned["logical_volumes"]}
+    assert lvs == wanted, "expected LVs (vg, name): bytes %s, lvs shows %s" % (wanted, lvs)
+
+
+# ---------------------------------------------------------------- NixOS hand-off
+
+
+def test_the_nixos_configuration_parses_and_names_the_labels_on_the_disks(host, tmp_path):
+    nix = host.file("/mnt/etc/nixos/pre-nixos.nix")
+    assert nix.exists, "expected /mnt/etc/nixos/pre-nixos.nix after first boot"
+    text = nix.content_string
+    (tmp_path / "pre-nixos.nix").write_text(text)
+    parsed = subprocess.run(["nix-instantiate", "--parse", str(tmp_path / "pre-nixos.nix")], capture_output=True,
+                            text=True, check=False)
+    assert parsed.returncode == 0, "expected pre-nixos.nix to parse, nix-instantiate says:\n%s" % parsed.stderr
+    planned = planned_mounts(plan(host))
+    labels = set(planned.values()) | {lv["label"] for lv in plan(host)["logical_volumes"]}
+    on_disks = set(host.check_output("blkid -s LABEL -o value").split())
+    assert labels <= on_disks, "expected blkid to show the planned labels %s, it shows %s" % (labels, on_disks)
+    missing = sorted(label for label in labels if "/dev/disk/by-label/%s" % label not in text)
+    assert not missing, "expected pre-nixos.nix to mount by label %s, missing: %s" % (sorted(labels), missing)
