@@ -12,6 +12,8 @@ Kernel command-line switches (anything else starting with ``prenixos.`` is repor
   prenixos.firstboot=0            do nothing (every phase recorded as skipped)
   prenixos.storage=plan|apply|skip  what first boot does with the disks
   prenixos.wipe=1                 allow tearing down what the planned disks hold
+  prenixos.redundant=1            build main as RAID1/5/6 instead of RAID0
+  prenixos.backups=1              give large/data one inode per 2 KiB (hard-link backups)
   prenixos.install=1              install NixOS onto the built disks (images with Nix only)
   prenixos.reboot=1               after installing NixOS, reboot into it
 
@@ -39,11 +41,19 @@ SWITCHES = {
     "prenixos.firstboot": ("0", "1"),
     "prenixos.storage": ("plan", "apply", "skip"),
     "prenixos.wipe": ("0", "1"),
+    "prenixos.redundant": ("0", "1"),
+    "prenixos.backups": ("0", "1"),
     "prenixos.install": ("0", "1"),
     "prenixos.reboot": ("0", "1"),
 }
-# Boolean switches that set a variable of the nixos_install role.
-NIXOS_SWITCHES = (("prenixos.install", "prenixos_nixos_install"), ("prenixos.reboot", "prenixos_nixos_reboot"))
+# Boolean switches and the role variables they set.
+BOOLEAN_SWITCHES = (
+    ("prenixos.wipe", "prenixos_storage_wipe"),
+    ("prenixos.redundant", "prenixos_storage_redundant_main"),
+    ("prenixos.backups", "prenixos_storage_backups"),
+    ("prenixos.install", "prenixos_nixos_install"),
+    ("prenixos.reboot", "prenixos_nixos_reboot"),
+)
 # Set by the image's boot menu, not by operators.
 INTERNAL = ("prenixos.medium",)
 
@@ -85,9 +95,7 @@ def extra_vars(switches):
     result = {}
     if "prenixos.storage" in switches:
         result["prenixos_firstboot_storage_mode"] = switches["prenixos.storage"]
-    if "prenixos.wipe" in switches:
-        result["prenixos_storage_wipe"] = switches["prenixos.wipe"] == "1"
-    for switch, variable in NIXOS_SWITCHES:
+    for switch, variable in BOOLEAN_SWITCHES:
         if switch in switches:
             result[variable] = switches[switch] == "1"
     return result

@@ -36,8 +36,8 @@ def test_unknown_switches_and_bad_values_are_reported_and_ignored(firstboot):
         "prenixos.bogus=1 prenixos.wipe=yes prenixos.storage prenixos.firstboot=0")
     assert switches == {"prenixos.firstboot": "0"}
     assert warnings == [
-        "unknown switch 'prenixos.bogus=1' ignored (known: prenixos.firstboot, prenixos.install, prenixos.reboot, "
-        "prenixos.storage, prenixos.wipe)",
+        "unknown switch 'prenixos.bogus=1' ignored (known: prenixos.backups, prenixos.firstboot, prenixos.install, "
+        "prenixos.reboot, prenixos.redundant, prenixos.storage, prenixos.wipe)",
         "'prenixos.wipe=yes' ignored: prenixos.wipe takes one of 0|1",
         "'prenixos.storage' ignored: prenixos.storage takes one of plan|apply|skip",
     ]
@@ -55,6 +55,8 @@ def test_switches_become_playbook_variables_and_unset_ones_keep_the_defaults(fir
     assert firstboot.extra_vars({"prenixos.wipe": "0"}) == {"prenixos_storage_wipe": False}
     assert firstboot.extra_vars({"prenixos.install": "1", "prenixos.reboot": "0"}) == {
         "prenixos_nixos_install": True, "prenixos_nixos_reboot": False}
+    assert firstboot.extra_vars({"prenixos.redundant": "1", "prenixos.backups": "1"}) == {
+        "prenixos_storage_redundant_main": True, "prenixos_storage_backups": True}
 
 
 def test_closing_leaves_no_phase_pending_or_running(firstboot, tmp_path, monkeypatch):

@@ -75,6 +75,13 @@ def set_phase(status, phase, state, reason="", details=None):
     entry["reason"] = reason
     if details is not None:
         entry["details"] = details
+    if status.get("finished") and state != "running":
+        # A phase finished after the run (the LAN retry): the run's state follows its phases again.
+        failed = any(item.get("state") == "failed" for item in status["phases"].values())
+        if failed:
+            status["state"] = "failed"
+        elif status.get("state") == "failed" and not status.get("reason"):
+            status["state"] = "done"
     return status
 
 

@@ -33,7 +33,7 @@ disk) does not account for is never run.
 The build steps, in order, and why each one is safe to re-run after a kill between any two commands:
 
 ``sgdisk`` (one call per disk)
-    Creates only the planned partitions missing from the table *on the disk* (``partx --show``);
+    Creates only the planned partitions missing from the table *on the disk* (``partx --pairs``);
     a blank disk gets a fresh GPT (``--clear``). sgdisk writes the table once, at the end, so a
     kill leaves the old table or the new one. Right before, the disk is probed again.
 ``partx -u`` / ``udevadm settle`` (then wait for the nodes)

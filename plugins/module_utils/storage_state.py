@@ -16,7 +16,7 @@ Sources, and why each one:
 ``blkid -p -o export DEV`` (every device on a planned disk)
     what is *on* each device, probed from the device itself rather than udev's cache: the
     decision to run ``mkfs`` or to call content foreign rests on it.
-``partx --show`` (every planned disk with a partition table)
+``partx --pairs`` (every planned disk with a partition table)
     the partition table *on the disk*: a run killed between ``sgdisk`` and the kernel's re-read
     leaves partitions the kernel does not list yet; classification must see them.
 ``/proc/mdstat``, ``mdadm --detail --export``, ``mdadm --examine --export``
@@ -48,7 +48,8 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.disks import (
 )
 
 LSBLK_ARGS = ("-J", "-b", "-O")
-PARTX_ARGS = ("--show", "--bytes", "--noheadings", "--pairs", "--output", "NR,START,SIZE,NAME,TYPE,SCHEME")
+# --pairs is partx's listing mode itself: it cannot be combined with --show (util-linux refuses both at once).
+PARTX_ARGS = ("--pairs", "--bytes", "--noheadings", "--output", "NR,START,SIZE,NAME,TYPE,SCHEME")
 LVM_REPORT_ARGS = ("--reportformat", "json", "--units", "b", "--nosuffix", "-o")
 PVS_FIELDS = "pv_name,vg_name,pv_size,pv_uuid"
 VGS_FIELDS = "vg_name,vg_size,vg_free,vg_extent_size,vg_attr,pv_count,lv_count"
@@ -302,7 +303,7 @@ def unescape_pair_value(value):
 
 
 def parse_partx(text, device):
-    """``partx --show --bytes --pairs`` → ``[{number, start, size, name, type, scheme}]`` in number order.
+    """``partx --pairs --bytes`` → ``[{number, start, size, name, type, scheme}]`` in number order.
 
     ``start`` is in 512-byte sectors (libblkid's unit), ``size`` in bytes, ``type`` the GPT type GUID
     (lower case) or the MBR type (``0x83``).
@@ -313,8 +314,8 @@ def parse_partx(text, device):
             continue
         pairs = {m.group("key"): unescape_pair_value(m.group("value")) for m in PAIR.finditer(line)}
         if "NR" not in pairs or not pairs["NR"].isdigit():
-            raise StateError("partx --show %s printed a line without a partition number: %r" % (device, line[:200]))
-        origin = "partx --show %s" % device
+            raise StateError("partx --pairs %s printed a line without a partition number: %r" % (device, line[:200]))
+        origin = "partx --pairs %s" % device
         partitions.append(
             {
                 "number": int(pairs["NR"]),
@@ -653,7 +654,7 @@ def read_state(runner, disk_names, tools=None, sysfs_root="/sys", proc_root="/pr
             device = "/dev/" + disk
             rc, out, err = runner.run([tool(tools, "partx")] + list(PARTX_ARGS) + [device], check=False)
             if rc != 0 and (out.strip() or "failed to read partition table" not in err):
-                raise StateError("partx --show %s failed (rc=%s): %s" % (device, rc, err.strip()))
+                raise StateError("partx --pairs %s failed (rc=%s): %s" % (device, rc, err.strip()))
             state.tables[disk] = parse_partx(out, device) if rc == 0 else []
         for kname in [disk] + state.descendants(disk):
             if state.probe(kname).get("TYPE") == "linux_raid_member":

@@ -78,3 +78,17 @@ def test_the_issue_line_in_check_mode_is_a_diff_and_nothing_is_written(tmp_path,
     assert result["diff"][1] == {"before": "", "after": "pre-nixos: storage_apply failed: mdadm failed\n\n",
                                  "before_header": str(issue_path), "after_header": str(issue_path)}
     assert not path.exists() and not issue_path.exists()
+
+
+def test_a_failed_phase_done_after_the_run_finished_makes_the_run_done():
+    run = status.finish(status.set_phase(status.new_status(), "lan", "failed", "no NIC has a link"))
+    assert run["state"] == "failed"
+    retried = status.set_phase(run, "lan", "done", "ssh root@10.0.2.15")
+    assert (retried["state"], retried["finished"]) == ("done", run["finished"])
+
+
+def test_a_run_that_failed_for_its_own_reason_stays_failed_when_a_phase_is_done_later():
+    run = status.finish(status.set_phase(status.new_status(), "lan", "failed", "no link"))
+    run["reason"] = "ansible-playbook exited with code 2; see /log"
+    assert status.set_phase(run, "lan", "done")["state"] == "failed"
+    assert status.set_phase(status.finish(status.new_status()), "ssh", "failed", "bad key")["state"] == "failed"

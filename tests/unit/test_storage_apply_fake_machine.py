@@ -2,7 +2,7 @@
 
 ``FakeMachine`` is a small in-memory model of disks, GPT tables, signatures, md arrays, LVM,
 mounts and swap. It is the runner the engine talks to: it answers ``lsblk``, ``blkid -p``,
-``partx --show``, ``mdadm --detail/--examine``, ``pvs/vgs/lvs`` from the model, in the tools'
+``partx --pairs``, ``mdadm --detail/--examine``, ``pvs/vgs/lvs`` from the model, in the tools'
 real output formats, and applies the mutating commands (``sgdisk``, ``mdadm --create``,
 ``lvcreate``, ``mkfs.*``, ``mount``, ``wipefs`` ...) to the model, refusing what the real tool
 would refuse (a busy device, a missing node, an existing filesystem under mkfs.ext4). After
@@ -38,6 +38,9 @@ TYPE_GUIDS = {
     "8300": "0fc63daf-8483-4772-8e79-3d69d8477de4",
 }
 READ_ONLY = {"lsblk", "blkid", "pvs", "vgs", "lvs", "udevadm"}
+# What real partx takes as its one mode: two at once is an error (util-linux: "mutually exclusive arguments").
+PARTX_MODES = {"--pairs", "--add", "--delete", "--list", "--raw", "--show", "--update", "-P", "-a", "-d", "-l", "-r",
+               "-s", "-u"}
 
 
 class Killed(BaseException):
@@ -401,7 +404,7 @@ class FakeMachine:
         if command in READ_ONLY:
             return False
         if command == "partx":
-            return "--show" not in argv
+            return "--pairs" not in argv
         if command == "mdadm":
             return not ("--detail" in argv or "--examine" in argv)
         return True
@@ -543,7 +546,10 @@ class FakeMachine:
     def do_partx(self, argv):
         disk = argv[-1][len("/dev/"):]
         entry = self.disks.get(disk)
-        if "--show" in argv:
+        modes = [arg for arg in argv if arg in PARTX_MODES]
+        if len(modes) != 1:
+            raise Refused(1, "partx: mutually exclusive arguments: --pairs --add --delete --list --raw --show --update")
+        if "--pairs" in argv:
             if entry is None or not entry["table"]:
                 raise Refused(1, "partx: %s: failed to read partition table" % argv[-1])
             return "".join(
