@@ -18,12 +18,16 @@ def read_text(path):
 
 
 def write_text(module, path, text, mode=0o644, dir_mode=0o755):
-    """Replace ``path`` with ``text`` atomically (a temporary file beside it, then ``module.atomic_move``)."""
+    """Replace ``path`` with ``text`` atomically: a temporary file beside it, then ``module.atomic_move``
+    (or a plain rename where there is no module, as in an action plugin running on the controller)."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, mode=dir_mode, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".pre-nixos.", dir=directory)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
     os.chmod(tmp, mode)
-    module.atomic_move(tmp, path)
+    if module is None:
+        os.replace(tmp, path)
+    else:
+        module.atomic_move(tmp, path)
     os.chmod(path, mode)

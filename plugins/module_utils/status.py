@@ -14,12 +14,25 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import tempfile
+
+from ansible_collections.prenixos.baseline.plugins.module_utils import issue
+from ansible_collections.prenixos.baseline.plugins.module_utils.files import read_text, write_text
 
 STATES = ("pending", "running", "done", "skipped", "failed")
 PHASES = ("lan", "ssh", "storage_plan", "storage_apply", "nixos_config", "nixos_install")
 DEFAULT_PATH = "/run/pre-nixos/status.json"
+# The states that leave a line in the issue file.
+ISSUE_STATES = ("failed", "skipped")
+# The options of prenixos.baseline.firstboot_status (the module and its action plugin share them).
+ARGUMENT_SPEC = {
+    "phase": {"type": "str", "required": True},
+    "state": {"type": "str", "required": True, "choices": list(STATES)},
+    "reason": {"type": "str", "default": ""},
+    "details": {"type": "raw"},
+    "path": {"type": "path", "default": DEFAULT_PATH},
+    "console": {"type": "str", "default": ""},
+    "issue_path": {"type": "str", "default": ""},
+}
 
 
 def now():
@@ -49,14 +62,7 @@ def load(path=DEFAULT_PATH):
 
 
 def save(status, path=DEFAULT_PATH):
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".status.")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(status, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    write_text(None, path, json.dumps(status, indent=2, sort_keys=True) + "\n")
 
 
 def set_phase(status, phase, state, reason="", details=None):
@@ -92,3 +98,58 @@ def finish(status):
     status["state"] = "failed" if failed else "done"
     status["finished"] = now()
     return status
+
+
+def progress_line(phase, state, reason):
+    return "pre-nixos: %-14s %s%s" % (phase, state, (": " + reason) if reason else "")
+
+
+def announce(console, phase, state, reason):
+    """The progress line on ``console``; a missing or unwritable console is ignored."""
+    if not console:
+        return
+    try:
+        with open(console, "w") as handle:
+            handle.write(progress_line(phase, state, reason) + "\n")
+    except OSError:
+        pass
+
+
+def issue_text(existing, phase, state, reason):
+    """The issue file with this phase's line: present for a failed or skipped phase, absent otherwise."""
+    lines = ["pre-nixos: %s %s: %s" % (phase, state, reason or "no reason given")] if state in ISSUE_STATES else []
+    return issue.render(existing, lines, ["pre-nixos: %s " % phase])
+
+
+def record(params, check_mode=False, diff=False, module=None):
+    """What firstboot_status does with its (validated) ``params``: returns the task result.
+
+    Writes the status file (and the issue file when asked) only when they change and not in check mode.
+    """
+    before = load(params["path"])
+    after = set_phase(before, params["phase"], params["state"], params["reason"], params["details"])
+    old_phase = before["phases"].get(params["phase"], {})
+    new_phase = after["phases"][params["phase"]]
+    keys = ("state", "reason", "details")
+    changed = {k: old_phase.get(k) for k in keys} != {k: new_phase.get(k) for k in keys}
+    issue_before = issue_after = None
+    if params["issue_path"]:
+        issue_before = read_text(params["issue_path"])
+        issue_after = issue_text(issue_before, params["phase"], params["state"], params["reason"])
+        if issue_after == (issue_before or ""):
+            issue_after = issue_before
+    issue_changed = issue_after != issue_before
+    result = {"changed": changed or issue_changed, "status": after if changed else before}
+    if diff:
+        result["diff"] = [{"before": old_phase, "after": new_phase}]
+        if issue_changed:
+            result["diff"].append({"before": issue_before or "", "after": issue_after,
+                                   "before_header": params["issue_path"], "after_header": params["issue_path"]})
+    if check_mode:
+        return result
+    if changed:
+        save(after, params["path"])
+        announce(params["console"], params["phase"], params["state"], params["reason"])
+    if issue_changed:
+        write_text(module, params["issue_path"], issue_after)
+    return result

@@ -94,83 +94,12 @@ status:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.prenixos.baseline.plugins.module_utils import issue
-from ansible_collections.prenixos.baseline.plugins.module_utils import status as status_file
-from ansible_collections.prenixos.baseline.plugins.module_utils.files import read_text, write_text
-
-# The states that leave a line in the issue file.
-ISSUE_STATES = ("failed", "skipped")
-
-
-def announce(console, phase, state, reason):
-    if not console:
-        return
-    line = progress_line(phase, state, reason) + "\n"
-    try:
-        with open(console, "w") as handle:
-            handle.write(line)
-    except OSError:
-        pass
-
-
-def progress_line(phase, state, reason):
-    return "pre-nixos: %-14s %s%s" % (phase, state, (": " + reason) if reason else "")
-
-
-def issue_text(existing, phase, state, reason):
-    """The issue file with this phase's line: present for a failed or skipped phase, absent otherwise."""
-    lines = ["pre-nixos: %s %s: %s" % (phase, state, reason or "no reason given")] if state in ISSUE_STATES else []
-    return issue.render(existing, lines, ["pre-nixos: %s " % phase])
+from ansible_collections.prenixos.baseline.plugins.module_utils import status
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "phase": {"type": "str", "required": True},
-            "state": {"type": "str", "required": True, "choices": list(status_file.STATES)},
-            "reason": {"type": "str", "default": ""},
-            "details": {"type": "raw"},
-            "path": {"type": "path", "default": status_file.DEFAULT_PATH},
-            "console": {"type": "str", "default": ""},
-            "issue_path": {"type": "str", "default": ""},
-        },
-        supports_check_mode=True,
-    )
-    params = module.params
-    before = status_file.load(params["path"])
-    after = status_file.set_phase(before, params["phase"], params["state"], params["reason"], params["details"])
-    old_phase = before["phases"].get(params["phase"], {})
-    new_phase = after["phases"][params["phase"]]
-    changed = {k: old_phase.get(k) for k in ("state", "reason", "details")} != {
-        k: new_phase.get(k) for k in ("state", "reason", "details")
-    }
-    issue_before = issue_after = None
-    if params["issue_path"]:
-        issue_before = read_text(params["issue_path"])
-        issue_after = issue_text(issue_before, params["phase"], params["state"], params["reason"])
-        if issue_after == (issue_before or ""):
-            issue_after = issue_before
-    issue_changed = issue_after != issue_before
-    result = {"changed": changed or issue_changed, "status": after if changed else before}
-    if module._diff:
-        result["diff"] = [{"before": old_phase, "after": new_phase}]
-        if issue_changed:
-            result["diff"].append(
-                {
-                    "before": issue_before or "",
-                    "after": issue_after,
-                    "before_header": params["issue_path"],
-                    "after_header": params["issue_path"],
-                }
-            )
-    if module.check_mode:
-        module.exit_json(**result)
-    if changed:
-        status_file.save(after, params["path"])
-        announce(params["console"], params["phase"], params["state"], params["reason"])
-    if issue_changed:
-        write_text(module, params["issue_path"], issue_after)
-    module.exit_json(**result)
+    module = AnsibleModule(argument_spec=status.ARGUMENT_SPEC, supports_check_mode=True)
+    module.exit_json(**status.record(module.params, module.check_mode, module._diff, module))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from module_harness import run_module
@@ -92,3 +95,47 @@ def test_a_run_that_failed_for_its_own_reason_stays_failed_when_a_phase_is_done_
     run["reason"] = "ansible-playbook exited with code 2; see /log"
     assert status.set_phase(run, "lan", "done")["state"] == "failed"
     assert status.set_phase(status.finish(status.new_status()), "ssh", "failed", "bad key")["state"] == "failed"
+
+
+def run_playbook(tmp_path, tasks, *options):
+    """ansible-playbook against localhost (connection local) with the checkout's collection."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(json.dumps([{"name": "Status", "hosts": "localhost", "gather_facts": False,
+                                     "tasks": tasks}]))
+    environment = dict(os.environ, ANSIBLE_CONFIG=os.path.join(root, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+                       ANSIBLE_COLLECTIONS_PATH=os.path.join(root, "collections"))
+    playbook_command = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+    return subprocess.run([playbook_command, str(playbook), *options], capture_output=True, text=True,
+                          env=environment, cwd=tmp_path, check=False)
+
+
+def test_over_a_local_connection_the_status_is_recorded_without_running_a_module(tmp_path):
+    path, issue_path = tmp_path / "status.json", tmp_path / "issue"
+    task = {"name": "Record", "prenixos.baseline.firstboot_status": {
+        "phase": "storage_apply", "state": "skipped", "reason": "sdb holds data", "path": str(path),
+        "issue_path": str(issue_path)}}
+    # The module would need this to start: a broken module path proves the action did the work itself.
+    first = run_playbook(tmp_path, [task], "-e", "ansible_python_interpreter=/nonexistent/python")
+    assert first.returncode == 0 and "changed=1" in first.stdout, first.stdout + first.stderr
+    assert json.loads(path.read_text())["phases"]["storage_apply"]["reason"] == "sdb holds data"
+    assert issue_path.read_text() == "pre-nixos: storage_apply skipped: sdb holds data\n\n"
+    again = run_playbook(tmp_path, [task], "-e", "ansible_python_interpreter=/nonexistent/python")
+    assert "changed=0" in again.stdout, again.stdout
+
+
+def test_the_action_refuses_a_bad_state_as_the_module_does(tmp_path):
+    task = {"name": "Record", "prenixos.baseline.firstboot_status": {
+        "phase": "lan", "state": "halfway", "path": str(tmp_path / "status.json")}}
+    result = run_playbook(tmp_path, [task])
+    assert result.returncode != 0 and "value of state must be one of" in result.stdout, result.stdout
+    assert not (tmp_path / "status.json").exists()
+
+
+def test_check_mode_over_a_local_connection_writes_nothing(tmp_path):
+    path = tmp_path / "status.json"
+    task = {"name": "Record", "prenixos.baseline.firstboot_status": {"phase": "lan", "state": "running",
+                                                                     "path": str(path)}}
+    result = run_playbook(tmp_path, [task], "--check")
+    assert result.returncode == 0 and "changed=1" in result.stdout, result.stdout
+    assert not path.exists()

@@ -71,8 +71,9 @@ def load_machine(spec):
 
     The demo machine (machines/default.json): every disk group has its own usable capacity, so
     each planner rule has one answer: main on the NVMe (64G) over the SSD pair (RAID0 2x20G = 40G,
-    main_1); swap on the HDD pair (RAID1 16G); large on the three HDDs (RAID5 3x24G = 48G); the
-    USB stick is never planned.
+    main_1); swap on the HDD pair (RAID1 4G); large on the three HDDs (RAID5 3x6G = 12G); the
+    USB stick is never planned. The HDDs are small because their arrays resync in the background,
+    and under software emulation that costs CPU the rest of the boot needs.
     """
     path = spec if os.path.isfile(spec) else os.path.join(MACHINES, "%s.json" % spec)
     with open(path) as handle:
