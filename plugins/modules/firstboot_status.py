@@ -14,6 +14,8 @@ description:
   - The file is created when missing and always replaced atomically.
   - Optionally prints a progress line on the system console so an operator at the screen
     or the serial console sees which phase runs.
+  - Over a local connection (the boot image's first boot) its action plugin records the phase in the
+    controller's own process, with the same code, instead of starting a module.
 author: pre-nixos baseline engineers (@prenixos)
 options:
   phase:
@@ -44,9 +46,9 @@ options:
     default: ""
   issue_path:
     description:
-      - File shown before the login prompt (C(/etc/issue)). When given, a C(failed) or C(skipped) phase puts
+      - "File shown before the login prompt (C(/etc/issue)). When given, a C(failed) or C(skipped) phase puts
         one line there (C(pre-nixos: PHASE STATE: REASON)), so the operator at the console sees why, and any
-        other state removes that line. Every other line of the file is kept. Empty for none.
+        other state removes that line. Every other line of the file is kept. Empty for none."
     type: str
     default: ""
 attributes:

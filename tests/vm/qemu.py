@@ -31,6 +31,8 @@ known moment of first boot.
 Command line::
 
     qemu.py start MACHINE --iso build/pre-nixos.iso --workdir build/vm/NAME   # file or name
+    qemu.py start MACHINE ... --prepare SCRIPT   # first give the disks a past (SCRIPT runs in a boot
+                                                 # with prenixos.firstboot=0), then boot on them
     qemu.py wait-ssh --workdir build/vm/NAME --key build/id_ed25519
     qemu.py console --workdir build/vm/NAME      # stream the serial console (Ctrl-C stops)
     qemu.py stop --workdir build/vm/NAME         # the QEMU and the link-up helpers of that workdir
@@ -278,8 +280,11 @@ def read_pid(workdir):
     return pid
 
 
-def start(machine, iso, workdir, accel=None):
-    """Create the disks, start QEMU (daemonized, paused), drop the links, run. Returns the state."""
+def start(machine, iso, workdir, accel=None, keep_disks=False):
+    """Create the disks, start QEMU (daemonized, paused), drop the links, run. Returns the state.
+
+    ``keep_disks`` boots on the disk files as an earlier boot (``prepare``) left them.
+    """
     machine = normalise(machine)
     if not os.path.isfile(iso):
         raise SystemExit("no ISO at %s: build it first (iso/build.sh)" % iso)
@@ -292,6 +297,8 @@ def start(machine, iso, workdir, accel=None):
     shutil.copyfile(OVMF_VARS, os.path.join(workdir, "OVMF_VARS.fd"))
     for index, disk in enumerate(machine["disks"]):
         path = os.path.join(workdir, "disk%d.img" % index)
+        if keep_disks and os.path.exists(path):
+            continue
         if os.path.exists(path):
             os.unlink(path)  # a fresh, empty disk for every boot
         with open(path, "wb") as handle:
@@ -328,6 +335,28 @@ def start(machine, iso, workdir, accel=None):
     log("started %s: pid %s, ssh on 127.0.0.1:%d, serial log %s" % (
         machine["name"], state["pid"], port, state["serial_log"]))
     return state
+
+
+def prepare(machine, iso, workdir, key, script, accel=None, timeout=900):
+    """Give the disks a past before the real boot: boot with ``prenixos.firstboot=0``, run ``script``
+    (bash, as root) in the guest, power it off. The next ``start(..., keep_disks=True)`` finds the disks so."""
+    quiet = dict(machine, kernel_args=" ".join(filter(None, [machine.get("kernel_args"), "prenixos.firstboot=0"])),
+                 nics=[{"link": True}])
+    state = start(quiet, iso, workdir, accel)
+    try:
+        wait_ssh(workdir, key, timeout)
+        with open(script, "rb") as handle:
+            result = subprocess.run(ssh_command(state, key, "bash", "-s"), stdin=handle, capture_output=True,
+                                    timeout=timeout, check=False)
+        with open(os.path.join(workdir, "prepare.log"), "wb") as log_file:
+            log_file.write(result.stdout + result.stderr)
+        if result.returncode != 0:
+            raise SystemExit("preparing the disks of %s failed (exit %d): %s" % (
+                machine["name"], result.returncode, (result.stdout + result.stderr).decode(errors="replace")[-2000:]))
+        log("prepared the disks of %s with %s" % (machine["name"], script))
+    finally:
+        stop(workdir)
+    return state["accel"]
 
 
 def start_link_up(workdir, index, link_up):
@@ -593,6 +622,9 @@ def main(argv=None):
     p_start.add_argument("--iso", default=os.path.join(BUILD, "pre-nixos.iso"))
     p_start.add_argument("--workdir", required=True)
     p_start.add_argument("--accel", choices=("kvm", "tcg"))
+    p_start.add_argument("--prepare", metavar="SCRIPT",
+                         help="first boot the machine with prenixos.firstboot=0, run SCRIPT in it, power it off")
+    p_start.add_argument("--key", default=os.path.join(BUILD, "id_ed25519"), help="the key --prepare logs in with")
     for name in ("wait-ssh", "stop", "console"):
         p = sub.add_parser(name)
         p.add_argument("--workdir", required=True)
@@ -612,7 +644,10 @@ def main(argv=None):
 
     if args.command == "start":
         machine = load_machine(args.machine)
-        state = start(machine, os.path.abspath(args.iso), os.path.abspath(args.workdir), args.accel)
+        iso, workdir, accel = os.path.abspath(args.iso), os.path.abspath(args.workdir), args.accel
+        if args.prepare:
+            accel = prepare(normalise(machine), iso, workdir, args.key, args.prepare, accel)
+        state = start(machine, iso, workdir, accel, keep_disks=bool(args.prepare))
         print(json.dumps(state))
     elif args.command == "wait-ssh":
         wait_ssh(os.path.abspath(args.workdir), args.key, args.timeout)
