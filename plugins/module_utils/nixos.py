@@ -68,7 +68,20 @@ DEFAULT_SSH_SETTINGS = {
     "X11Forwarding": "no",
     "AllowAgentForwarding": "no",
     "PermitUserEnvironment": "no",
+    "KexAlgorithms": (
+        "sntrup761x25519-sha512@openssh.com,curve25519-sha256,"
+        "curve25519-sha256@libssh.org,diffie-hellman-group16-sha512,"
+        "diffie-hellman-group18-sha512,diffie-hellman-group-exchange-sha256"
+    ),
+    "Ciphers": (
+        "chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,"
+        "aes256-ctr,aes192-ctr,aes128-ctr"
+    ),
+    "MACs": "hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com,umac-128-etm@openssh.com",
+    "HostKeyAlgorithms": "ssh-ed25519,ssh-ed25519-cert-v01@openssh.com,rsa-sha2-512,rsa-sha2-256",
 }
+# The sshd settings NixOS types as lists of strings, under the names NixOS gives them.
+NIXOS_SSH_LISTS = {"KexAlgorithms": "KexAlgorithms", "Ciphers": "Ciphers", "MACs": "Macs"}
 
 NIX_KEYWORDS = frozenset(("if", "then", "else", "assert", "with", "let", "in", "rec", "inherit", "or"))
 NIX_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*$")
@@ -537,7 +550,10 @@ def ssh_settings_for_nixos(settings):
     for key in sorted(settings):
         if not SSH_KEYWORD_PATTERN.match(str(key)):
             raise NixosConfigError("%r is not an sshd keyword" % key)
-        rendered[key] = nixos_ssh_value(key, settings[key])
+        if key in NIXOS_SSH_LISTS:
+            rendered[NIXOS_SSH_LISTS[key]] = [nixos_ssh_value(key, item) for item in str(settings[key]).split(",")]
+        else:
+            rendered[key] = nixos_ssh_value(key, settings[key])
     return rendered
 
 

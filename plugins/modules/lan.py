@@ -59,6 +59,13 @@ options:
     description:
       - Directory for the C(.link) and C(.network) files. Default C(etc/systemd/network) under O(root).
     type: path
+  systemd_run_dir:
+    description:
+      - The directory that exists only while systemd runs as init (C(/run/systemd/system)). A live run
+        (O(root=/)) refuses, before touching any NIC, where it is missing - networkd could not take the
+        renamed NIC over, and the machine would be left without its network. A test hook; leave the default.
+    type: path
+    default: /run/systemd/system
   sysfs_root:
     description:
       - Where sysfs is mounted. A test hook; leave the default on real machines.
@@ -423,6 +430,11 @@ class Lan:
             time.sleep(self.params["poll_interval"])
 
     def run(self):
+        if self.live and not os.path.isdir(self.params["systemd_run_dir"]):
+            raise LanFailure(
+                "systemd is not running this machine (no %s): refusing to touch its NICs, since systemd-networkd"
+                " could not configure a renamed one; nothing changed" % self.params["systemd_run_dir"]
+            )
         nic = self.choose()
         self.result["nic"] = nic
         if nic is None:
@@ -519,6 +531,7 @@ def main():
             "root": {"type": "path", "default": "/"},
             "network_dir": {"type": "path"},
             "sysfs_root": {"type": "path", "default": "/sys"},
+            "systemd_run_dir": {"type": "path", "default": "/run/systemd/system"},
             "issue_path": {"type": "path"},
             "consoles": {"type": "list", "elements": "path", "default": []},
             "failure_hint": {"type": "str", "default": ""},

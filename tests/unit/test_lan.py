@@ -56,6 +56,8 @@ class World:
         self.consoles[0].parent.mkdir()
         for console in self.consoles:
             console.write_text("")
+        self.systemd_run_dir = tmp_path / "run" / "systemd" / "system"
+        self.systemd_run_dir.mkdir(parents=True)
         monkeypatch.setattr(lan, "Runner", lambda module: self.box.runner)
         monkeypatch.setattr(lan, "time", self.box)
         monkeypatch.setattr(lan, "LIVE_NETWORK_DIR", str(self.live_dir))
@@ -64,6 +66,7 @@ class World:
     def args(self, **extra):
         args = {
             "sysfs_root": str(self.box.sysfs),
+            "systemd_run_dir": str(self.systemd_run_dir),
             "network_dir": str(self.live_dir),
             "issue_path": str(self.issue),
             "consoles": [str(console) for console in self.consoles] + [str(self.consoles[0].parent / "missing")],
@@ -453,3 +456,11 @@ def test_dev_console_stands_for_the_active_consoles_and_each_device_is_written_o
     devices = lan.console_devices(["/dev/console", "/dev/tty1", "/dev/ttyS0", "/dev/ttyS1"], str(tmp_path))
     assert devices == ["/dev/tty1", "/dev/ttyS0", "/dev/ttyS1"]
     assert lan.console_devices(["/dev/console"], str(tmp_path / "none")) == ["/dev/console"]
+
+
+def test_a_machine_not_run_by_systemd_is_refused_before_any_nic_is_touched(world):
+    w = world("qemu_three_nics")
+    w.systemd_run_dir.rmdir()
+    result = w.run()
+    assert result["failed"] and "systemd is not running this machine" in result["msg"], result
+    assert w.mutations() == [] and not list(w.live_dir.glob("*")), "expected nothing changed"

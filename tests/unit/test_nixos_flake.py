@@ -98,7 +98,15 @@ def test_the_image_is_the_minimal_installer_with_serial_console_key_only_ssh_and
         "enable": True,
         "settings": {"AuthenticationMethods": "publickey", "KbdInteractiveAuthentication": False,
                      "PasswordAuthentication": False, "PermitEmptyPasswords": False,
-                     "PermitRootLogin": "prohibit-password", "PubkeyAuthentication": True},
+                     "PermitRootLogin": "prohibit-password", "PubkeyAuthentication": True,
+                     "KexAlgorithms": ["sntrup761x25519-sha512@openssh.com", "curve25519-sha256",
+                                       "curve25519-sha256@libssh.org", "diffie-hellman-group16-sha512",
+                                       "diffie-hellman-group18-sha512", "diffie-hellman-group-exchange-sha256"],
+                     "Ciphers": ["chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com", "aes128-gcm@openssh.com",
+                                 "aes256-ctr", "aes192-ctr", "aes128-ctr"],
+                     "Macs": ["hmac-sha2-512-etm@openssh.com", "hmac-sha2-256-etm@openssh.com",
+                              "umac-128-etm@openssh.com"],
+                     "HostKeyAlgorithms": "ssh-ed25519,ssh-ed25519-cert-v01@openssh.com,rsa-sha2-512,rsa-sha2-256"},
     }
     assert config["users"]["users"]["root"]["openssh"]["authorizedKeys"]["keys"] == [KEY]
     assert config["environment"]["etc"]["pre-nixos/authorized_keys"] == {"text": KEY + "\n"}

@@ -249,3 +249,72 @@ def test_the_nixos_configuration_parses_and_names_the_labels_on_the_disks(host, 
     assert labels <= on_disks, "expected blkid to show the planned labels %s, it shows %s" % (labels, on_disks)
     missing = sorted(label for label in labels if "/dev/disk/by-label/%s" % label not in text)
     assert not missing, "expected pre-nixos.nix to mount by label %s, missing: %s" % (sorted(labels), missing)
+
+
+# ---------------------------------------------------------------- SSH, from outside
+
+
+def test_keyboard_interactive_login_is_refused(host):
+    address, port = _ssh_endpoint(host)[:2]
+    with socket.create_connection((address, port), timeout=30) as sock:
+        transport = paramiko.Transport(sock)
+        try:
+            transport.start_client(timeout=30)
+            with pytest.raises(paramiko.BadAuthenticationType) as refused:
+                transport.auth_interactive("root", lambda title, instructions, prompts: ["root"] * len(prompts))
+            assert refused.value.allowed_types == ["publickey"], refused.value.allowed_types
+            assert not transport.is_authenticated()
+        finally:
+            transport.close()
+
+
+def test_sshds_effective_settings_are_key_only(host):
+    effective = dict(line.split(" ", 1) for line in host.check_output(
+        "sshd -T -C user=root,host=localhost,addr=127.0.0.1").splitlines() if " " in line)
+    wanted = {"permitrootlogin": "without-password", "passwordauthentication": "no",
+              "kbdinteractiveauthentication": "no", "permitemptypasswords": "no",
+              "authenticationmethods": "publickey", "maxauthtries": "5", "x11forwarding": "no",
+              "allowagentforwarding": "no"}
+    found = {key: effective.get(key) for key in wanted}
+    assert found == wanted, "expected sshd -T to show %s, it shows %s" % (wanted, found)
+
+
+def test_ssh_audit_finds_no_failure(host):
+    address, port = _ssh_endpoint(host)[:2]
+    audit = os.path.join(os.path.dirname(sys.executable), "ssh-audit")
+    result = subprocess.run([audit, "-n", "-p", str(port), address], capture_output=True, text=True, timeout=120,
+                            check=False)
+    logs = os.path.join(os.environ.get("MOLECULE_PROJECT_DIRECTORY", "."), "build", "molecule-logs",
+                        os.environ.get("MOLECULE_SCENARIO_NAME", "default"))
+    os.makedirs(logs, exist_ok=True)
+    with open(os.path.join(logs, "ssh-audit.txt"), "w") as handle:
+        handle.write(result.stdout + result.stderr)
+    failures = [line for line in result.stdout.splitlines() if "[fail]" in line]
+    assert "(gen) banner" in result.stdout or "# general" in result.stdout, "ssh-audit did not run:\n%s" % (
+        result.stdout + result.stderr)
+    assert not failures, "expected no failure-level finding from ssh-audit, found:\n%s" % "\n".join(failures)
+
+
+def test_the_role_changes_sshd_over_ssh_without_locking_the_operator_out(host, tmp_path):
+    playbook = tmp_path / "ssh.yml"
+    playbook.write_text(
+        "- name: Harden SSH over SSH\n  hosts: all\n  gather_facts: false\n  roles:\n"
+        "    - prenixos.baseline.ssh_hardening\n")
+    keys = [open(os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "build", "id_ed25519.pub")).read().strip()]
+
+    def run(extra):
+        variables = json.dumps({"prenixos_ssh_authorized_keys": keys, "prenixos_ssh_extra_settings": extra})
+        command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i",
+                   os.environ["MOLECULE_INVENTORY_FILE"], str(playbook), "-e", variables]
+        environment = dict(os.environ, ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_PIPELINING="True")
+        return subprocess.run(command, capture_output=True, text=True, timeout=900, check=False, env=environment)
+
+    changed = run({"MaxAuthTries": 4})
+    assert changed.returncode == 0 and re.search(r"changed=[1-9]", changed.stdout), (
+        "expected the run that changes MaxAuthTries over SSH to succeed with changes:\n%s" % changed.stdout[-3000:])
+    assert "maxauthtries 4" in host.check_output("sshd -T -C user=root,host=localhost,addr=127.0.0.1").splitlines()
+    test_the_build_key_logs_in_as_root(host)
+    restored = run({})
+    assert restored.returncode == 0, "expected the run that restores the defaults to succeed:\n%s" % (
+        restored.stdout[-3000:])
+    assert "maxauthtries 5" in host.check_output("sshd -T -C user=root,host=localhost,addr=127.0.0.1").splitlines()
