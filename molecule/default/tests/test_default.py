@@ -243,12 +243,15 @@ def test_the_nixos_configuration_parses_and_names_the_labels_on_the_disks(host, 
     parsed = subprocess.run(["nix-instantiate", "--parse", str(tmp_path / "pre-nixos.nix")], capture_output=True,
                             text=True, check=False)
     assert parsed.returncode == 0, "expected pre-nixos.nix to parse, nix-instantiate says:\n%s" % parsed.stderr
-    planned = planned_mounts(plan(host))
-    labels = set(planned.values()) | {lv["label"] for lv in plan(host)["logical_volumes"]}
+    mounted = set(planned_mounts(plan(host)).values())
+    swaps = {lv["label"] for lv in plan(host)["logical_volumes"] if lv["filesystem"] == "swap"}
     on_disks = set(host.check_output("blkid -s LABEL -o value").split())
-    assert labels <= on_disks, "expected blkid to show the planned labels %s, it shows %s" % (labels, on_disks)
-    missing = sorted(label for label in labels if "/dev/disk/by-label/%s" % label not in text)
-    assert not missing, "expected pre-nixos.nix to mount by label %s, missing: %s" % (sorted(labels), missing)
+    assert mounted | swaps <= on_disks, "expected blkid to show the planned labels %s, it shows %s" % (
+        sorted(mounted | swaps), sorted(on_disks))
+    missing = sorted(label for label in mounted if 'device = "/dev/disk/by-label/%s"' % label not in text)
+    missing += sorted(label for label in swaps if 'label = "%s"' % label not in text)
+    assert not missing, "expected pre-nixos.nix to mount %s and swap on %s by label, missing: %s" % (
+        sorted(mounted), sorted(swaps), missing)
 
 
 # ---------------------------------------------------------------- SSH, from outside
