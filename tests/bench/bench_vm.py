@@ -1,0 +1,182 @@
+"""Print the figures of a first boot on the demo machine, and the plain-script floor (figures, not tests).
+
+Run from the repository root after ``make iso``: ``python tests/bench/bench_vm.py`` (``make bench``
+does both). Boots tests/vm/machines/default.json twice under QEMU (KVM when it works, else TCG):
+
+1. as an operator would: QEMU start -> SSH ready, ``pre-nixos.service`` from start to end and per
+   phase (from /run/pre-nixos/status.json), then the first-boot playbook run a second time
+   (nothing to change);
+2. with ``prenixos.storage=skip``, so the disks stay blank: the commands ``storage_apply`` would run
+   (its check mode) are run by a plain shell script instead, with ``udevadm settle`` after each one
+   that makes devices. That is the floor the product's storage phase is measured against.
+
+Writes everything, with the planner's figures, to build/bench.json.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "vm"))
+sys.path.insert(0, HERE)
+
+import bench_planner  # noqa: E402
+import qemu  # noqa: E402
+
+ISO = os.path.join(ROOT, "build", "pre-nixos.iso")
+KEY = os.path.join(ROOT, "build", "id_ed25519")
+WORK = os.path.join(ROOT, "build", "bench")
+ANSIBLE_ENV = ("ANSIBLE_COLLECTIONS_PATH=/usr/share/pre-nixos/collections ANSIBLE_PIPELINING=1 ANSIBLE_NOCOLOR=1 "
+               "ANSIBLE_LOCALHOST_WARNING=0 ANSIBLE_INVENTORY_UNPARSED_WARNING=0")
+VENV = "/opt/pre-nixos/venv/bin"
+# The commands of the storage build that make device nodes: a script has to wait for udev after them.
+MAKES_DEVICES = ("sgdisk", "partx", "mdadm", "pvcreate", "vgcreate", "lvcreate")
+CHECK_PLAYBOOK = """- name: The commands of the storage build
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Gather the disks
+      prenixos.baseline.disk_facts:
+    - name: Plan
+      prenixos.baseline.storage_plan:
+        disks: "{{ ansible_facts.prenixos_disks }}"
+      register: plan
+    - name: What storage_apply would run
+      prenixos.baseline.storage_apply:
+        plan: "{{ plan.plan }}"
+      check_mode: true
+      register: build
+    - name: Write them down
+      ansible.builtin.copy:
+        content: "{{ build.commands | to_json }}"
+        dest: /tmp/build-commands.json
+        mode: "0644"
+      check_mode: false
+"""
+
+
+def guest(state, command, timeout=3600):
+    """Run ``command`` (a shell line) in the guest; returns its stdout."""
+    result = subprocess.run(qemu.ssh_command(state, KEY, command), capture_output=True, text=True, timeout=timeout,
+                            check=False)
+    if result.returncode != 0:
+        raise SystemExit("in the guest, %r failed (%d): %s" % (command, result.returncode, result.stderr[-2000:]))
+    return result.stdout
+
+
+def timed(state, command):
+    """Seconds ``command`` takes in the guest, measured by the guest's own clock."""
+    out = guest(state, "s=$(date +%%s.%%N); %s > /tmp/timed.log 2>&1; rc=$?; e=$(date +%%s.%%N); "
+                       "echo \"$s $e $rc\"" % command)
+    started, ended, rc = out.split()
+    if rc != "0":
+        raise SystemExit("in the guest, %r failed (%s): %s" % (command, rc, guest(state, "tail -40 /tmp/timed.log")))
+    return round(float(ended) - float(started), 1)
+
+
+def boot(name, machine):
+    workdir = os.path.join(WORK, name)
+    state = qemu.start(machine, ISO, workdir)
+    ssh_ready = qemu.wait_ssh(workdir, KEY)
+    guest(state, "while s=$(systemctl show -P ActiveState pre-nixos.service); [ $s = activating ] || "
+                 "[ $s = inactive ]; do sleep 2; done")
+    return workdir, state, round(ssh_ready, 1)
+
+
+def phase_seconds(status):
+    import datetime
+
+    seconds = {}
+    for name, phase in status["phases"].items():
+        if phase.get("started") and phase.get("finished"):
+            started, finished = (datetime.datetime.fromisoformat(phase[key]) for key in ("started", "finished"))
+            seconds[name] = round((finished - started).total_seconds(), 1)
+    return seconds
+
+
+def service_seconds(state):
+    props = dict(line.split("=", 1) for line in guest(
+        state, "systemctl show -p ExecMainStartTimestampMonotonic -p ExecMainExitTimestampMonotonic "
+               "pre-nixos.service").split())
+    return round((int(props["ExecMainExitTimestampMonotonic"]) - int(props["ExecMainStartTimestampMonotonic"]))
+                 / 1e6, 1)
+
+
+def first_boot_figures(machine):
+    workdir, state, ssh_ready = boot("firstboot", machine)
+    try:
+        status = json.loads(guest(state, "cat /run/pre-nixos/status.json"))
+        figures = {"accel": state["accel"], "ssh_ready_s": ssh_ready, "first_boot_s": service_seconds(state),
+                   "first_boot_state": status["state"], "phases_s": phase_seconds(status)}
+        rerun = timed(state, "%s %s/ansible-playbook prenixos.baseline.first_boot -i localhost, -c local "
+                             "-e ansible_python_interpreter=%s/python" % (ANSIBLE_ENV, VENV, VENV))
+        recap = guest(state, "grep -E 'localhost +: ok=' /tmp/timed.log").split()
+        figures["rerun_s"] = rerun
+        figures["rerun_recap"] = " ".join(recap[2:5])
+        return figures
+    finally:
+        qemu.stop(workdir)
+
+
+def floor_figures(machine):
+    blank = dict(machine, kernel_args="prenixos.storage=skip")
+    workdir, state, _ready = boot("floor", blank)
+    try:
+        guest(state, "cat > /tmp/check.yml <<'EOF'\n%sEOF" % CHECK_PLAYBOOK)
+        guest(state, "%s %s/ansible-playbook /tmp/check.yml -i localhost, -c local -e ansible_python_interpreter=%s"
+                     "/python > /tmp/check.log" % (ANSIBLE_ENV, VENV, VENV))
+        commands = json.loads(guest(state, "cat /tmp/build-commands.json"))
+        lines = ["set -eu"]
+        for argv in commands:
+            if argv[0].endswith("mount") and len(argv) > 1:
+                lines.append("mkdir -p %s" % shlex.quote(argv[-1]))
+            lines.append(shlex.join(argv))
+            if os.path.basename(argv[0]) in MAKES_DEVICES:
+                lines.append("udevadm settle -t 30")
+        guest(state, "cat > /tmp/floor.sh <<'EOF'\n%s\nEOF" % "\n".join(lines))
+        return {"commands": len(commands), "script_s": timed(state, "bash /tmp/floor.sh")}
+    finally:
+        qemu.stop(workdir)
+
+
+def main():
+    machine = qemu.load_machine("default")
+    figures = {"machine": "tests/vm/machines/default.json",
+               "planner_ms": {str(n): round(bench_planner.best_time(bench_planner.machine(n), r) * 1000, 2)
+                              for n, r in ((10, 50), (100, 20), (1000, 5))}}
+    started = time.monotonic()
+    figures["first_boot"] = first_boot_figures(machine)
+    figures["storage_floor"] = floor_figures(machine)
+    apply_s = figures["first_boot"]["phases_s"].get("storage_apply")
+    floor_s = figures["storage_floor"]["script_s"]
+    figures["storage_overhead_ratio"] = round(apply_s / floor_s, 2) if apply_s and floor_s else None
+    figures["bench_wall_s"] = round(time.monotonic() - started)
+    os.makedirs(os.path.dirname(WORK), exist_ok=True)
+    with open(os.path.join(ROOT, "build", "bench.json"), "w") as handle:
+        json.dump(figures, handle, indent=2, sort_keys=True)
+
+    boot_figures = figures["first_boot"]
+    rows = [("QEMU start -> SSH ready (%s)" % boot_figures["accel"], "%s s" % boot_figures["ssh_ready_s"]),
+            ("pre-nixos.service, start to end (%s)" % boot_figures["first_boot_state"],
+             "%s s" % boot_figures["first_boot_s"])]
+    rows += [("  phase %s" % name, "%s s" % seconds) for name, seconds in sorted(boot_figures["phases_s"].items())]
+    rows += [("first-boot playbook again (%s)" % boot_figures["rerun_recap"], "%s s" % boot_figures["rerun_s"]),
+             ("storage build as a plain script (%d commands)" % figures["storage_floor"]["commands"],
+              "%s s" % floor_s),
+             ("storage_apply phase / plain script", "%s x" % figures["storage_overhead_ratio"])]
+    rows += [("planner, %s disks" % n, "%s ms" % ms) for n, ms in figures["planner_ms"].items()]
+    width = max(len(label) for label, _value in rows)
+    print("| %s | figure |\n|%s|---|" % ("what".ljust(width), "-" * (width + 2)))
+    for label, value in rows:
+        print("| %s | %s |" % (label.ljust(width), value))
+    print("(written to build/bench.json)")
+
+
+if __name__ == "__main__":
+    main()

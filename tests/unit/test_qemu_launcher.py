@@ -1,0 +1,38 @@
+"""The QEMU launcher's machine descriptions and command lines (nothing is started)."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "vm"))
+import qemu  # noqa: E402
+
+
+def test_a_nic_whose_link_comes_later_carries_the_forwarded_ssh_port(tmp_path):
+    machine = qemu.normalise({"name": "late", "disks": [{"kind": "hdd", "size": "4G"}],
+                              "nics": [{"link": False}, {"link": False, "link_up": {"after": "lan +running"}}]})
+    args = qemu.qemu_args(machine, "/x.iso", str(tmp_path), "tcg", 2222)
+    netdevs = [args[i + 1] for i, arg in enumerate(args) if arg == "-netdev"]
+    assert netdevs == ["user,id=net0,restrict=on", "user,id=net1,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22"]
+    assert all("127.0.0.1" in netdev for netdev in netdevs if "hostfwd" in netdev)
+
+
+@pytest.mark.parametrize(("nics", "message"), [
+    ([{"link": False}], "at least one NIC needs a link"),
+    ([{"link": True, "link_up": {"after": "x"}}], "link_up needs link: false"),
+    ([{"link": False, "link_up": {"delay": 5}}], "link_up needs link: false"),
+])
+def test_machines_whose_ssh_could_never_come_up_are_refused(nics, message):
+    with pytest.raises(ValueError, match=message):
+        qemu.normalise({"name": "bad", "nics": nics})
+
+
+def test_disks_are_emulated_as_their_kind_with_serials_tests_can_map_back(tmp_path):
+    machine = qemu.normalise({"name": "kinds", "disks": [{"kind": k, "size": "1G"} for k in qemu.KINDS]})
+    devices = [arg for arg in qemu.qemu_args(machine, "/x.iso", str(tmp_path), "tcg", 2222) if "serial=pn-" in arg]
+    assert devices == ["scsi-hd,bus=scsi0.0,drive=disk0,serial=pn-ssd1,rotation_rate=1",
+                       "scsi-hd,bus=scsi0.0,drive=disk1,serial=pn-hdd1,rotation_rate=7200",
+                       "nvme,drive=disk2,serial=pn-nvme1",
+                       "usb-storage,bus=xhci.0,drive=disk3,removable=on,serial=pn-usb1"]
