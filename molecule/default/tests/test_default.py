@@ -321,3 +321,14 @@ def test_the_role_changes_sshd_over_ssh_without_locking_the_operator_out(host, t
     assert restored.returncode == 0, "expected the run that restores the defaults to succeed:\n%s" % (
         restored.stdout[-3000:])
     assert "maxauthtries 5" in host.check_output("sshd -T -C user=root,host=localhost,addr=127.0.0.1").splitlines()
+
+
+def test_first_boot_run_again_in_the_guest_changes_nothing(host):
+    # What `systemctl restart pre-nixos` runs, minus the wrapper: the same playbook, locally.
+    command = ("env ANSIBLE_COLLECTIONS_PATH=/usr/share/pre-nixos/collections ANSIBLE_PIPELINING=1 ANSIBLE_NOCOLOR=1"
+               " /opt/pre-nixos/venv/bin/ansible-playbook prenixos.baseline.first_boot -i localhost, -c local"
+               " -e ansible_python_interpreter=/opt/pre-nixos/venv/bin/python")
+    result = host.run(command)
+    recap = re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=(\d+)", result.stdout)
+    assert result.rc == 0 and recap, "expected the first-boot playbook to run again:\n%s" % result.stdout[-3000:]
+    assert recap.groups() == ("0", "0"), "expected a second run to change nothing:\n%s" % result.stdout[-3000:]
