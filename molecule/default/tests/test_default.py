@@ -98,16 +98,21 @@ def test_the_build_key_logs_in_as_root(host):
         client.close()
 
 
-def test_password_login_is_refused(host):
+@pytest.mark.parametrize("method", ["password", "keyboard-interactive"])
+def test_password_and_keyboard_interactive_logins_are_refused(host, method):
     address, port = _ssh_endpoint(host)[:2]
     with socket.create_connection((address, port), timeout=30) as sock:
         transport = paramiko.Transport(sock)
         try:
             transport.start_client(timeout=30)
             with pytest.raises(paramiko.BadAuthenticationType) as refused:
-                transport.auth_password("root", "root")
+                if method == "password":
+                    transport.auth_password("root", "root")
+                else:
+                    transport.auth_interactive("root", lambda title, instructions, prompts: ["root"] * len(prompts))
             assert refused.value.allowed_types == ["publickey"], (
-                "expected sshd to offer publickey only, it offers %s" % refused.value.allowed_types)
+                "expected sshd to offer publickey only to a %s login, it offers %s"
+                % (method, refused.value.allowed_types))
             assert not transport.is_authenticated()
         finally:
             transport.close()
@@ -255,20 +260,6 @@ def test_the_nixos_configuration_parses_and_names_the_labels_on_the_disks(host, 
 
 
 # ---------------------------------------------------------------- SSH, from outside
-
-
-def test_keyboard_interactive_login_is_refused(host):
-    address, port = _ssh_endpoint(host)[:2]
-    with socket.create_connection((address, port), timeout=30) as sock:
-        transport = paramiko.Transport(sock)
-        try:
-            transport.start_client(timeout=30)
-            with pytest.raises(paramiko.BadAuthenticationType) as refused:
-                transport.auth_interactive("root", lambda title, instructions, prompts: ["root"] * len(prompts))
-            assert refused.value.allowed_types == ["publickey"], refused.value.allowed_types
-            assert not transport.is_authenticated()
-        finally:
-            transport.close()
 
 
 def test_sshds_effective_settings_are_key_only(host):
