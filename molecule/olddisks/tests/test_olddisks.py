@@ -38,3 +38,14 @@ def test_the_run_with_wipe_tore_the_old_stack_down_and_built_the_plan(host):
     assert host.check_output("findmnt -n -o SOURCE /mnt") and host.check_output("findmnt -n -o LABEL /mnt") == "slash"
     assert "pre-nixos: storage_apply" not in host.file("/etc/issue").content_string, (
         "expected the refusal line gone from /etc/issue once the plan is built")
+
+
+def test_the_two_ssds_are_main_as_raid0_with_an_esp_on_each(host):
+    planned = plan(host)
+    main = next(vg for vg in planned["volume_groups"] if vg["name"] == "main")
+    ssds = sorted(name for name, kind in guest_disks(host).items() if kind == "ssd")
+    assert (main["raid_level"], main["disks"]) == ("raid0", ssds), "expected main as RAID0 of %s: %s" % (ssds, main)
+    detail = host.check_output("mdadm --detail --export /dev/md/main")
+    assert "MD_LEVEL=raid0" in detail and "MD_DEVICES=2" in detail, "expected /dev/md/main RAID0 of 2:\n%s" % detail
+    labels = set(host.check_output("blkid -s LABEL -o value").split())
+    assert {"EFI", "EFI2", "slash"} <= labels, "expected an ESP on each SSD (EFI, EFI2) and slash: %s" % labels
