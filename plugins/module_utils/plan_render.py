@@ -72,7 +72,7 @@ def tree_lines(nodes, prefix=""):
 def disk_label(disk):
     label = "%s  %s  %s  %s" % (disk["name"], disk["class"], human_size(disk["size"]), disk["path"])
     if disk["in_use"]:
-        label += "  [in use: %s]" % (", ".join(disk["in_use_reasons"]) or "yes")
+        label += "  [in use]"
     return label
 
 

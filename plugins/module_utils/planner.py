@@ -63,7 +63,9 @@ The plan (all sizes in bytes; ``size: null`` = rest of the disk)::
 
     version: 1
     options: the effective options (every default filled in, swap_size resolved)
-    disks: [{name, path, dev, size, class, in_use, in_use_reasons, vg}]   # planned disks only
+    disks: [{name, path, dev, size, class, in_use, vg}]   # planned disks only
+        # (what a disk in use holds is disk_facts' in_use_reasons; it stays out of the plan, so that
+        # the plan of a machine does not change when what is on its disks does)
     excluded: [{disk, reason}]
     partitions: [{disk, number, device, type_code, size, partlabel, filesystem, label, mountpoint}]
         # main disks: 1 = ESP (EF00, vfat, label EFI, EFI2, ...; the first at /boot);
@@ -356,8 +358,8 @@ def no_eligible_disk_message(excluded):
 
 def in_use_notes(eligible):
     return [
-        "%s is in use (%s): storage_apply refuses it unless wiping is allowed"
-        % (disk["name"], ", ".join(disk["in_use_reasons"]) or "in use")
+        "%s is in use: storage_apply refuses what this plan did not make there unless wiping is allowed"
+        % disk["name"]
         for disk in eligible
         if disk["in_use"]
     ]
@@ -366,9 +368,7 @@ def in_use_notes(eligible):
 def planned_disk(disk, vg_name):
     keys = ("name", "path", "dev", "size")
     planned = {key: disk[key] for key in keys}
-    planned.update(
-        {"class": disk["disk_class"], "in_use": disk["in_use"], "in_use_reasons": disk["in_use_reasons"], "vg": vg_name}
-    )
+    planned.update({"class": disk["disk_class"], "in_use": disk["in_use"], "vg": vg_name})
     return planned
 
 

@@ -124,7 +124,9 @@ plan:
       description: The effective planner options, every default filled in.
       type: dict
     disks:
-      description: The planned disks (C(name), C(path), C(dev), C(size), C(class), C(in_use), C(in_use_reasons), C(vg)).
+      description:
+        - The planned disks (C(name), C(path), C(dev), C(size), C(class), C(in_use), C(vg)).
+        - What a disk in use holds is in the disk facts, not in the plan, so the plan stays the same when it changes.
       type: list
       elements: dict
     excluded:

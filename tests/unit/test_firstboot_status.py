@@ -139,3 +139,14 @@ def test_check_mode_over_a_local_connection_writes_nothing(tmp_path):
     result = run_playbook(tmp_path, [task], "--check")
     assert result.returncode == 0 and "changed=1" in result.stdout, result.stdout
     assert not path.exists()
+
+
+def test_a_phase_line_taken_out_of_the_middle_leaves_the_issue_file_as_the_lan_writes_it():
+    from ansible_collections.prenixos.baseline.plugins.module_utils import networkd
+
+    banner = "Debian GNU/Linux 12 \\n \\l\n\n"
+    lan_lines = ["pre-nixos: ssh root@10.0.2.15", "pre-nixos: lan 10.0.2.15/24 on lan"]
+    refused = status.issue_text(networkd.render_issue(banner, lan_lines), "storage_apply", "skipped", "sdb holds data")
+    lan_again = networkd.render_issue(refused, lan_lines)
+    built = status.issue_text(lan_again, "storage_apply", "done", "built")
+    assert built == networkd.render_issue(built, lan_lines) == networkd.render_issue(banner, lan_lines)

@@ -189,7 +189,7 @@ def test_one_nvme_gets_an_esp_and_a_plain_main_with_slash_and_home():
         "version": 1,
         "disks": [
             {"name": "nvme0n1", "path": "/dev/disk/by-id/nvme-Samsung_X", "dev": "/dev/nvme0n1", "size": 100 * GiB,
-             "class": "ssd", "in_use": False, "in_use_reasons": [], "vg": "main"},
+             "class": "ssd", "in_use": False, "vg": "main"},
         ],
         "excluded": [],
         "partitions": [
@@ -407,11 +407,15 @@ def test_a_disk_in_use_is_still_planned_with_a_note():
     reasons = ["partition table (gpt)", "signature linux_raid_member on sda2"]
     plan = plan_storage([ssd("sda", in_use=True, in_use_reasons=reasons)], RAM)
     assert plan["disks"][0]["in_use"] is True
-    assert plan["disks"][0]["in_use_reasons"] == reasons
     assert plan["notes"][0] == (
-        "sda is in use (partition table (gpt), signature linux_raid_member on sda2): "
-        "storage_apply refuses it unless wiping is allowed"
+        "sda is in use: storage_apply refuses what this plan did not make there unless wiping is allowed"
     )
+
+
+def test_what_a_disk_in_use_holds_does_not_change_the_plan():
+    old_stack = plan_storage([ssd("sda", in_use=True, in_use_reasons=["signature linux_raid_member on sda1"])], RAM)
+    our_layout = plan_storage([ssd("sda", in_use=True, in_use_reasons=["logical volume main-slash"])], RAM)
+    assert old_stack == our_layout
 
 
 def test_partition_devices_get_a_p_when_the_disk_name_ends_in_a_digit():
@@ -587,7 +591,7 @@ def test_flags_given_as_strings_are_read_as_booleans():
 def test_minimal_disks_are_planned_with_defaults_for_the_missing_facts():
     plan = plan_storage([{"name": "vda", "size": 20 * GiB, "rotational": False}], RAM)
     assert plan["disks"] == [{"name": "vda", "path": "/dev/vda", "dev": "/dev/vda", "size": 20 * GiB,
-                              "class": "ssd", "in_use": False, "in_use_reasons": [], "vg": "main"}]
+                              "class": "ssd", "in_use": False, "vg": "main"}]
 
 
 def test_main_too_small_for_root_fails_clearly():
