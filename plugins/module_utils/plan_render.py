@@ -71,8 +71,6 @@ def tree_lines(nodes, prefix=""):
 
 def disk_label(disk):
     label = "%s  %s  %s  %s" % (disk["name"], disk["class"], human_size(disk["size"]), disk["path"])
-    if disk["in_use"]:
-        label += "  [in use]"
     return label
 
 

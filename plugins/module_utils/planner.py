@@ -63,9 +63,9 @@ The plan (all sizes in bytes; ``size: null`` = rest of the disk)::
 
     version: 1
     options: the effective options (every default filled in, swap_size resolved)
-    disks: [{name, path, dev, size, class, in_use, vg}]   # planned disks only
-        # (what a disk in use holds is disk_facts' in_use_reasons; it stays out of the plan, so that
-        # the plan of a machine does not change when what is on its disks does)
+    disks: [{name, path, dev, size, class, vg}]   # planned disks only
+        # (whether a disk is in use, and with what, is disk_facts' business; it stays out of the plan,
+        # so that building the plan does not change it: storage_apply decides on what it finds)
     excluded: [{disk, reason}]
     partitions: [{disk, number, device, type_code, size, partlabel, filesystem, label, mountpoint}]
         # main disks: 1 = ESP (EF00, vfat, label EFI, EFI2, ...; the first at /boot);
@@ -191,8 +191,7 @@ def plan_storage(disks, ram_bytes, options=None):
         raise PlanError(no_eligible_disk_message(excluded))
 
     roles = assign_roles(eligible, options)
-    notes = in_use_notes(eligible)
-    notes += [note for role in roles for note in role_notes(role)]
+    notes = [note for role in roles for note in role_notes(role)]
 
     partitions = []
     arrays = []
@@ -356,19 +355,10 @@ def no_eligible_disk_message(excluded):
     return "\n".join(lines)
 
 
-def in_use_notes(eligible):
-    return [
-        "%s is in use: storage_apply refuses what this plan did not make there unless wiping is allowed"
-        % disk["name"]
-        for disk in eligible
-        if disk["in_use"]
-    ]
-
-
 def planned_disk(disk, vg_name):
     keys = ("name", "path", "dev", "size")
     planned = {key: disk[key] for key in keys}
-    planned.update({"class": disk["disk_class"], "in_use": disk["in_use"], "vg": vg_name})
+    planned.update({"class": disk["disk_class"], "vg": vg_name})
     return planned
 
 

@@ -125,8 +125,8 @@ plan:
       type: dict
     disks:
       description:
-        - The planned disks (C(name), C(path), C(dev), C(size), C(class), C(in_use), C(vg)).
-        - What a disk in use holds is in the disk facts, not in the plan, so the plan stays the same when it changes.
+        - The planned disks (C(name), C(path), C(dev), C(size), C(class), C(vg)).
+        - Whether a disk is in use is in the disk facts, not in the plan, so building the plan does not change it.
       type: list
       elements: dict
     excluded:

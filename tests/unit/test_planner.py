@@ -189,7 +189,7 @@ def test_one_nvme_gets_an_esp_and_a_plain_main_with_slash_and_home():
         "version": 1,
         "disks": [
             {"name": "nvme0n1", "path": "/dev/disk/by-id/nvme-Samsung_X", "dev": "/dev/nvme0n1", "size": 100 * GiB,
-             "class": "ssd", "in_use": False, "vg": "main"},
+             "class": "ssd", "vg": "main"},
         ],
         "excluded": [],
         "partitions": [
@@ -403,19 +403,15 @@ def test_class_comes_from_rotational_not_from_transport():
     assert layout(plan)["volume_groups"] == [("main", "none", "ssd", ["sdb"]), ("large", "none", "hdd", ["sda"])]
 
 
-def test_a_disk_in_use_is_still_planned_with_a_note():
-    reasons = ["partition table (gpt)", "signature linux_raid_member on sda2"]
-    plan = plan_storage([ssd("sda", in_use=True, in_use_reasons=reasons)], RAM)
-    assert plan["disks"][0]["in_use"] is True
-    assert plan["notes"][0] == (
-        "sda is in use: storage_apply refuses what this plan did not make there unless wiping is allowed"
-    )
-
-
-def test_what_a_disk_in_use_holds_does_not_change_the_plan():
-    old_stack = plan_storage([ssd("sda", in_use=True, in_use_reasons=["signature linux_raid_member on sda1"])], RAM)
-    our_layout = plan_storage([ssd("sda", in_use=True, in_use_reasons=["logical volume main-slash"])], RAM)
-    assert old_stack == our_layout
+def test_a_disk_in_use_is_planned_as_a_blank_one_so_building_the_plan_does_not_change_it():
+    blank = plan_storage([ssd("sda"), hdd("sdb"), hdd("sdc")], RAM)
+    old_stack = plan_storage([ssd("sda"), hdd("sdb", in_use=True, in_use_reasons=["signature linux_raid_member"]),
+                              hdd("sdc", in_use=True, in_use_reasons=["signature linux_raid_member"])], RAM)
+    built = plan_storage([ssd("sda", in_use=True, in_use_reasons=["logical volume main-slash"]),
+                          hdd("sdb", in_use=True, in_use_reasons=["logical volume swap-swap"]),
+                          hdd("sdc", in_use=True, in_use_reasons=["logical volume swap-swap"])], RAM)
+    assert blank == old_stack == built
+    assert [disk["name"] for disk in built["disks"]] == ["sda", "sdb", "sdc"]
 
 
 def test_partition_devices_get_a_p_when_the_disk_name_ends_in_a_digit():
@@ -591,7 +587,7 @@ def test_flags_given_as_strings_are_read_as_booleans():
 def test_minimal_disks_are_planned_with_defaults_for_the_missing_facts():
     plan = plan_storage([{"name": "vda", "size": 20 * GiB, "rotational": False}], RAM)
     assert plan["disks"] == [{"name": "vda", "path": "/dev/vda", "dev": "/dev/vda", "size": 20 * GiB,
-                              "class": "ssd", "in_use": False, "vg": "main"}]
+                              "class": "ssd", "vg": "main"}]
 
 
 def test_main_too_small_for_root_fails_clearly():
