@@ -118,7 +118,8 @@ def announce(console, phase, state, reason):
 def issue_text(existing, phase, state, reason):
     """The issue file with this phase's line: present for a failed or skipped phase, absent otherwise."""
     lines = ["pre-nixos: %s %s: %s" % (phase, state, reason or "no reason given")] if state in ISSUE_STATES else []
-    return issue.render(existing, lines, ["pre-nixos: %s " % phase])
+    # Owned: this phase's line in any state, and nothing else ("pre-nixos: lan 10.0.2.15/24" is the lan module's).
+    return issue.render(existing, lines, ["pre-nixos: %s %s: " % (phase, each) for each in STATES])
 
 
 def record(params, check_mode=False, diff=False, module=None):

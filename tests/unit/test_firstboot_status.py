@@ -150,3 +150,10 @@ def test_a_phase_line_taken_out_of_the_middle_leaves_the_issue_file_as_the_lan_w
     lan_again = networkd.render_issue(refused, lan_lines)
     built = status.issue_text(lan_again, "storage_apply", "done", "built")
     assert built == networkd.render_issue(built, lan_lines) == networkd.render_issue(banner, lan_lines)
+
+
+def test_a_phase_line_never_takes_the_lan_modules_lines_with_it():
+    lan_lines = "pre-nixos: ssh root@10.0.2.15\npre-nixos: lan 10.0.2.15/24 on lan\n\n"
+    failed = status.issue_text(lan_lines, "lan", "failed", "no carrier")
+    assert failed == lan_lines.rstrip("\n") + "\n\npre-nixos: lan failed: no carrier\n\n"
+    assert status.issue_text(failed, "lan", "done", "") == lan_lines
