@@ -26,12 +26,15 @@ def scenario_platform(name=None):
     return next(p for p in platforms if name in (None, p["name"]))
 
 
+def scenario_machine(name=None):
+    """The machine the scenario's platform boots: named (tests/vm/machines/) or given inline."""
+    machine = scenario_platform(name).get("machine", {})
+    return load_machine(machine) if isinstance(machine, str) else machine
+
+
 def expected_disks(name=None):
     """The disks the scenario's machine emulates (``{kind, size}`` each)."""
-    machine = scenario_platform(name).get("machine", {})
-    if isinstance(machine, str):
-        machine = load_machine(machine)
-    return machine.get("disks", [])
+    return scenario_machine(name).get("disks", [])
 
 
 def guest_disks(host):
@@ -85,10 +88,8 @@ def planned_mounts(plan_data, root="/mnt"):
 
 def nic_macs(name=None):
     """The MAC the launcher gives each NIC of the scenario's machine, in order (52:54:00:00:00:10, ...)."""
-    machine = scenario_platform(name).get("machine", {})
-    if isinstance(machine, str):
-        machine = load_machine(machine)
-    return ["52:54:00:00:00:%02x" % (0x10 + index) for index, _nic in enumerate(machine.get("nics", [{}]))]
+    nics = scenario_machine(name).get("nics", [{}])
+    return ["52:54:00:00:00:%02x" % (0x10 + index) for index, _nic in enumerate(nics)]
 
 
 def links_by_mac(host):
