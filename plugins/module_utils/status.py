@@ -148,9 +148,20 @@ def record(params, check_mode=False, diff=False, module=None):
                                    "before_header": params["issue_path"], "after_header": params["issue_path"]})
     if check_mode:
         return result
+    # A status record is bookkeeping: a file that cannot be written (a full /run) is a warning, never the
+    # reason the job stops; the console line still goes out.
+    warnings = []
     if changed:
-        save(after, params["path"])
+        try:
+            save(after, params["path"])
+        except OSError as err:
+            warnings.append("%s %s is not recorded: %s" % (params["phase"], params["state"], err))
         announce(params["console"], params["phase"], params["state"], params["reason"])
     if issue_changed:
-        write_text(module, params["issue_path"], issue_after)
+        try:
+            write_text(module, params["issue_path"], issue_after)
+        except OSError as err:
+            warnings.append("the login screen does not show %s: %s" % (params["phase"], err))
+    if warnings:
+        result["warnings"] = warnings
     return result

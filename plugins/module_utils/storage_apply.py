@@ -1388,6 +1388,7 @@ class Applier:
             return self.result(bool(planned), [step.argv for step in planned], before, after, wiped)
 
         final = self.build_in_stages(state, build)
+        self.refuse_faulty_members(final)
         return self.result(bool(self.executed), list(self.executed), before, layout_of(self.view, final, self.root),
                            wiped)
 
@@ -1413,6 +1414,25 @@ class Applier:
             self.guard(build, Guard(self.view, state, self.root))
         raise ApplyError("the disks did not converge to the plan; still to do: %s"
                          % "; ".join(step.why for step in build), commands=list(self.executed))
+
+    def refuse_faulty_members(self, state):
+        """A planned array that lost a member (the kernel marked it faulty) fails the run, layout kept."""
+        problems = []
+        for array in self.view.arrays.values():
+            kname = state.kname_of(array["device"])
+            faulty = state.md_faulty(kname) if kname else []
+            if faulty:
+                disks = sorted({disk for member in faulty for disk in state.tops.get(member, {member})})
+                problems.append("array %s (%s) runs degraded: %s failed (disk %s)"
+                                % (array["name"], array["device"], ", ".join(sorted(faulty)), ", ".join(disks)))
+        if problems:
+            raise ApplyError("%s; the layout is built and kept, replace the disk and run again to rebuild the array"
+                             % "; ".join(problems), faulty=problems, commands=list(self.executed),
+                             layout=layout_of(self.view, state, self.root))
+
+    def disks_gone(self):
+        """Planned disks whose device node has gone since the run started (a disk pulled or dropped)."""
+        return [disk for disk in self.view.disks if not os.path.exists(os.path.join(self.dev_root, disk))]
 
     def result(self, changed, commands, before, after, wiped):
         return {
@@ -1442,6 +1462,11 @@ class Applier:
                 message = "%s failed: %s" % (step.why, err)
                 if step.hint:
                     message += " (%s)" % step.hint
+                gone = self.disks_gone()
+                if gone:
+                    message = ("planned disk %s disappeared during the build (%s); nothing more was done, what is "
+                               "built is kept: run again once the disk is back, or plan again without it"
+                               % (", ".join(gone), message))
                 raise ApplyError(message, commands=self.executed + [argv], **command_details(err)) from None
             self.executed.append(list(argv))
             if step.wait_for:

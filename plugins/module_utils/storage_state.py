@@ -476,6 +476,11 @@ class StorageState:
             return [self.kname_of(path) or path for path in details["members"]]
         return []
 
+    def md_faulty(self, kname):
+        """Members the kernel marked faulty, ``(F)`` in /proc/mdstat (a spare being rebuilt is not one)."""
+        entry = self.mdstat.get(kname) or {}
+        return [member["name"] for member in entry.get("members", []) if "F" in member["flags"]]
+
     def md_name(self, kname):
         """Short name (``main``) of a running array, from ``--detail`` or the members' superblocks."""
         details = self.md_details.get(kname) or {}

@@ -57,7 +57,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.prenixos.baseline.plugins.module_utils import sshd
-from ansible_collections.prenixos.baseline.plugins.module_utils.files import read_text, write_text
+from ansible_collections.prenixos.baseline.plugins.module_utils.files import WriteError, read_text, write_text
 
 
 def main():
@@ -87,7 +87,10 @@ def main():
     if module._diff:
         result["diff"] = {"before": before, "after": after, "before_header": path, "after_header": path}
     if changed and not module.check_mode:
-        write_text(module, path, after, mode=0o600, dir_mode=0o700)
+        try:
+            write_text(module, path, after, mode=0o600, dir_mode=0o700)
+        except WriteError as err:
+            module.fail_json(msg="%s; the keys root had before are kept" % err)
         os.chmod(os.path.dirname(path), 0o700)
     module.exit_json(**result)
 

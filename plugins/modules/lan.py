@@ -205,7 +205,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.prenixos.baseline.plugins.module_utils import networkd, nics
-from ansible_collections.prenixos.baseline.plugins.module_utils.files import read_text, write_text
+from ansible_collections.prenixos.baseline.plugins.module_utils.files import WriteError, read_text, write_text
 from ansible_collections.prenixos.baseline.plugins.module_utils.runner import CommandError, Runner
 
 # Where the live system keeps its networkd files: a write under another root reads the original name back from here.
@@ -545,7 +545,7 @@ def main():
                 "mac %r is not a MAC address (expected six hex pairs, like 52:54:00:12:34:56)" % module.params["mac"]
             )
         lines = lan.run()
-    except (LanFailure, CommandError, nics.NicFactsError) as err:
+    except (LanFailure, CommandError, nics.NicFactsError, WriteError) as err:
         details = err.as_fail_kwargs() if isinstance(err, CommandError) else {"msg": str(err)}
         lan.announce(networkd.failure_lines(details["msg"], module.params["failure_hint"]))
         module.fail_json(**dict(lan.report(), **details))

@@ -267,7 +267,7 @@ def main():
                 try:
                     write_text(module, file_path, content)
                 except OSError as error:
-                    module.fail_json(msg="cannot write %s: %s" % (file_path, error), files=files)
+                    module.fail_json(msg=str(error), files=files)
     if existing_configuration is not None:
         files.append({"path": configuration_path, "changed": False})
 

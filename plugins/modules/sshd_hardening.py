@@ -75,7 +75,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.prenixos.baseline.plugins.module_utils import sshd
-from ansible_collections.prenixos.baseline.plugins.module_utils.files import read_text, write_text
+from ansible_collections.prenixos.baseline.plugins.module_utils.files import WriteError, read_text, write_text
 from ansible_collections.prenixos.baseline.plugins.module_utils.runner import CommandError, Runner
 
 
@@ -116,7 +116,10 @@ def main():
         }
 
     if changed and not module.check_mode:
-        write_text(module, params["path"], after)
+        try:
+            write_text(module, params["path"], after)
+        except WriteError as err:
+            module.fail_json(msg="%s; sshd and its configuration are as they were" % err, commands=runner.commands)
     try:
         if changed and module.check_mode:
             effective = {}

@@ -238,7 +238,7 @@ def main():
             if result["changed"] and not module.check_mode:
                 write_text(module, dest, content)
         except OSError as error:
-            module.fail_json(msg="cannot write the plan to %s: %s" % (dest, error), **result)
+            module.fail_json(msg="the plan was made but %s" % error, **result)
     module.exit_json(**result)
 
 

@@ -142,6 +142,22 @@ class FakeMachine:
             self.lvs[(name, lv_name)] = {"size": size, "active": True, "dm": self.new_dm()}
         self.sync()
 
+    def pull_disk(self, name):
+        """The disk drops out (pulled, or its controller gave up): its nodes go; arrays mark its members faulty."""
+        entry = self.disks.pop(name)
+        gone = {name} | {part_name(name, number) for number in entry["kernel"]}
+        for array in self.arrays.values():
+            array.setdefault("faulty", set()).update(set(array["members"]) & gone)
+        for kname in gone:
+            self.sigs.pop(kname, None)
+            self.superblocks.pop(kname, None)
+        self.sync()
+
+    def fail_member(self, array_kname, member):
+        """The kernel marks ``member`` of a running array faulty (an I/O error on its disk)."""
+        self.arrays[array_kname].setdefault("faulty", set()).add(member)
+        self.sync()
+
     def boot_from_root_partition(self, disk="vda", size=32 * GiB):
         """An installed system: / on the first partition of ``disk``."""
         self.add_disk(disk, size, transport="virtio")
@@ -572,7 +588,7 @@ class FakeMachine:
                      "MD_UUID=%s" % array["uuid"], "MD_DEVNAME=%s" % array["name"].split(":")[-1],
                      "MD_NAME=%s" % array["name"]]
             for role, member in enumerate(array["members"]):
-                lines += ["MD_DEVICE_dev_%s_ROLE=%d" % (member, role),
+                lines += ["MD_DEVICE_dev_%s_ROLE=%s" % (member, "faulty" if member in array.get("faulty", ()) else role),
                           "MD_DEVICE_dev_%s_DEV=/dev/%s" % (member, member)]
             return "\n".join(lines) + "\n"
         if "--examine" in argv:
@@ -1004,7 +1020,8 @@ class FakeMachine:
         wanted["proc/self/mountinfo"] = ("file", "\n".join(lines) + "\n")
         md = ["Personalities : [raid0] [raid1] [raid6] [raid5] [raid4]"]
         for kname, array in sorted(self.arrays.items()):
-            members = " ".join("%s[%d]%s" % (m, i, "" if array["active"] else "(S)")
+            members = " ".join("%s[%d]%s" % (m, i, "(F)" if m in array.get("faulty", ()) else
+                                             "" if array["active"] else "(S)")
                                for i, m in enumerate(array["members"]))
             md.append("%s : %s %s" % (kname, "active " + array["level"] if array["active"] else "inactive", members))
             md.append("      %d blocks super 1.2" % (self.md_size(array) // KiB))
