@@ -119,7 +119,7 @@ LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,15}$")
 
 # Every tool a run may use; the module resolves each with get_bin_path.
 TOOLS = (
-    "blkid", "lsblk", "partx", "udevadm", "sgdisk", "wipefs", "mdadm",
+    "sh", "blkid", "lsblk", "partx", "udevadm", "sgdisk", "wipefs", "mdadm",
     "pvs", "vgs", "lvs", "pvcreate", "vgcreate", "vgextend", "lvcreate", "lvchange",
     "vgchange", "vgremove", "pvremove", "mkfs.vfat", "mkfs.ext4", "mkswap",
     "mkdir", "mount", "umount", "swapon", "swapoff",

@@ -13,7 +13,7 @@ Sources, and why each one:
 
 ``lsblk -J -b -O``
     the device tree the kernel sees (partitions, md and dm holders), sizes, mountpoints.
-``blkid -p -o export DEV`` (every device on a planned disk)
+``blkid -p -o export DEV`` (every device on a planned disk, all from one ``sh -c``)
     what is *on* each device, probed from the device itself rather than udev's cache: the
     decision to run ``mkfs`` or to call content foreign rests on it.
 ``partx --pairs`` (every planned disk with a partition table)
@@ -55,6 +55,9 @@ PVS_FIELDS = "pv_name,vg_name,pv_size,pv_uuid"
 VGS_FIELDS = "vg_name,vg_size,vg_free,vg_extent_size,vg_attr,pv_count,lv_count"
 LVS_FIELDS = "lv_name,vg_name,lv_size,lv_path,lv_dm_path,lv_active,lv_attr"
 
+# blkid -p of every device given after the tool's path, each followed by its exit code on a line of its own.
+PROBE_SCRIPT = 'blkid=$1; shift; for device do "$blkid" -p -o export "$device"; echo "BLKID_RC=$?"; done'
+PROBE_RC = "BLKID_RC="
 BLKID_NOTHING_FOUND = 2  # blkid -p: no signature on the device
 BLKID_AMBIVALENT = 8  # blkid -p: several signatures, nothing decided
 
@@ -647,13 +650,16 @@ def read_state(runner, disk_names, tools=None, sysfs_root="/sys", proc_root="/pr
         out = runner.run([tool(tools, kind)] + list(LVM_REPORT_ARGS) + [fields])[1]
         setattr(state, attribute, parser(out))
 
+    to_probe = []
+    for disk in disk_names:
+        if state.present(disk):
+            to_probe += [kname for kname in [disk] + state.descendants(disk)
+                         if kname not in to_probe and state.node_size(kname) != 0]  # an inactive array: no content
+    probes = probe_devices(runner, tools, [state.node_path(kname) for kname in to_probe])
+    state.probes.update(zip(to_probe, probes, strict=True))
     for disk in disk_names:
         if not state.present(disk):
             continue
-        for kname in [disk] + state.descendants(disk):
-            if kname in state.probes or state.node_size(kname) == 0:
-                continue  # an inactive array has no content to probe
-            state.probes[kname] = probe_device(runner, tools, state.node_path(kname))
         state.tables[disk] = None
         if state.probes[disk].get("PTTYPE"):
             device = "/dev/" + disk
@@ -667,6 +673,28 @@ def read_state(runner, disk_names, tools=None, sysfs_root="/sys", proc_root="/pr
                 if superblock is not None:
                     state.superblocks[kname] = superblock
     return state
+
+
+def probe_devices(runner, tools, devices):
+    """``blkid -p`` of each of ``devices``, parsed, in order, from one shell (PROBE_SCRIPT).
+
+    Under emulation each command costs the module about a second, and one ``blkid -p`` with several
+    devices stops at the first blank one, so the probes of a read go through one ``sh -c``.
+    """
+    if len(devices) < 2:
+        return [probe_device(runner, tools, device) for device in devices]
+    out = runner.run([tool(tools, "sh"), "-c", PROBE_SCRIPT, "probe", tool(tools, "blkid")] + list(devices))[1]
+    results, lines = [], []
+    for line in out.splitlines():
+        if line.startswith(PROBE_RC):
+            results.append((to_int(line[len(PROBE_RC):], "exit code", "blkid -p"), "\n".join(lines)))
+            lines = []
+        else:
+            lines.append(line)
+    if len(results) != len(devices) or lines:
+        raise StateError("the blkid -p probes of %d devices printed %d results: %s"
+                         % (len(devices), len(results), excerpt(out)))
+    return [parse_blkid(text, rc, device) for device, (rc, text) in zip(devices, results, strict=True)]
 
 
 def probe_device(runner, tools, device):

@@ -14,6 +14,7 @@ Writes everything, with the planner's figures, to build/bench.json.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shlex
@@ -89,9 +90,12 @@ def boot(name, machine):
     return workdir, state, round(ssh_ready, 1)
 
 
-def phase_seconds(status):
-    import datetime
+def since_start(state, stamp):
+    """Seconds from QEMU's start (host clock) to a guest timestamp (the guest's clock comes from the host)."""
+    return round(datetime.datetime.fromisoformat(stamp).timestamp() - state["started"], 1)
 
+
+def phase_seconds(status):
     seconds = {}
     for name, phase in status["phases"].items():
         if phase.get("started") and phase.get("finished"):
@@ -113,7 +117,9 @@ def first_boot_figures(machine):
     try:
         status = json.loads(guest(state, "cat /run/pre-nixos/status.json"))
         figures = {"accel": state["accel"], "ssh_ready_s": ssh_ready, "first_boot_s": service_seconds(state),
-                   "first_boot_state": status["state"], "phases_s": phase_seconds(status)}
+                   "first_boot_state": status["state"], "phases_s": phase_seconds(status),
+                   "storage_started_s": since_start(state, status["phases"]["storage_plan"]["started"])}
+        figures["ssh_before_storage"] = figures["ssh_ready_s"] < figures["storage_started_s"]
         rerun = timed(state, "%s %s/ansible-playbook prenixos.baseline.first_boot -i localhost, -c local "
                              "-e ansible_python_interpreter=%s/python" % (ANSIBLE_ENV, VENV, VENV))
         recap = guest(state, "grep -E 'localhost +: ok=' /tmp/timed.log").split()
@@ -163,6 +169,9 @@ def main():
 
     boot_figures = figures["first_boot"]
     rows = [("QEMU start -> SSH ready (%s)" % boot_figures["accel"], "%s s" % boot_figures["ssh_ready_s"]),
+            ("QEMU start -> storage starts (SSH ready before: %s)" % ("yes" if boot_figures["ssh_before_storage"]
+                                                                      else "no"),
+             "%s s" % boot_figures["storage_started_s"]),
             ("pre-nixos.service, start to end (%s)" % boot_figures["first_boot_state"],
              "%s s" % boot_figures["first_boot_s"])]
     rows += [("  phase %s" % name, "%s s" % seconds) for name, seconds in sorted(boot_figures["phases_s"].items())]

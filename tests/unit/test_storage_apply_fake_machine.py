@@ -1,13 +1,13 @@
 """A fake machine for the storage_apply tests, and the tests that keep it honest.
 
 ``FakeMachine`` is a small in-memory model of disks, GPT tables, signatures, md arrays, LVM,
-mounts and swap. It is the runner the engine talks to: it answers ``lsblk``, ``blkid -p``,
-``partx --pairs``, ``mdadm --detail/--examine``, ``pvs/vgs/lvs`` from the model, in the tools'
-real output formats, and applies the mutating commands (``sgdisk``, ``mdadm --create``,
-``lvcreate``, ``mkfs.*``, ``mount``, ``wipefs`` ...) to the model, refusing what the real tool
-would refuse (a busy device, a missing node, an existing filesystem under mkfs.ext4). After
-every command it rewrites ``/proc`` and ``/dev`` under ``tmp_path``, so re-reads and waits for
-device nodes see the effects.
+mounts and swap. It is the runner the engine talks to: it answers ``lsblk``, ``blkid -p``
+(alone, or each of the engine's probe shell), ``partx --pairs``, ``mdadm --detail/--examine``,
+``pvs/vgs/lvs`` from the model, in the tools' real output formats, and applies the mutating
+commands (``sgdisk``, ``mdadm --create``, ``lvcreate``, ``mkfs.*``, ``mount``, ``wipefs`` ...)
+to the model, refusing what the real tool would refuse (a busy device, a missing node, an
+existing filesystem under mkfs.ext4). After every command it rewrites ``/proc`` and ``/dev``
+under ``tmp_path``, so re-reads and waits for device nodes see the effects.
 
 For the safety tests, every mutating command is recorded with the disks it reaches, resolved by
 the fake itself at the moment it ran (independently of the engine). ``kill_when`` simulates a
@@ -23,6 +23,7 @@ import os
 import pytest
 
 from ansible_collections.prenixos.baseline.plugins.module_utils.runner import CommandError
+from ansible_collections.prenixos.baseline.plugins.module_utils.storage_state import PROBE_SCRIPT
 
 KiB, MiB, GiB = 1024, 1024 ** 2, 1024 ** 3
 SECTOR = 512
@@ -419,6 +420,8 @@ class FakeMachine:
     def is_mutating(self, command, argv):
         if command in READ_ONLY:
             return False
+        if command == "sh":
+            return argv[1:3] != ["-c", PROBE_SCRIPT]
         if command == "partx":
             return "--pairs" not in argv
         if command == "mdadm":
@@ -559,6 +562,22 @@ class FakeMachine:
             raise Refused(2, "")
         return "\n".join(lines) + "\n"
 
+    def do_sh(self, argv):
+        """The one shell the engine runs: blkid -p of each device, each followed by its exit code."""
+        assert argv[1:4] == ["-c", PROBE_SCRIPT, "probe"], argv
+        out = []
+        for device in argv[5:]:
+            probe = [argv[4], "-p", "-o", "export", device]
+            self.calls.append(probe)
+            if self.on_command is not None:
+                self.on_command(probe)
+            try:
+                text, rc = self.do_blkid(probe), 0
+            except Refused as refused:
+                text, rc = "", refused.rc
+            out.append("%sBLKID_RC=%d\n" % (text, rc))
+        return "".join(out)
+
     def do_partx(self, argv):
         disk = argv[-1][len("/dev/"):]
         entry = self.disks.get(disk)
@@ -588,7 +607,8 @@ class FakeMachine:
                      "MD_UUID=%s" % array["uuid"], "MD_DEVNAME=%s" % array["name"].split(":")[-1],
                      "MD_NAME=%s" % array["name"]]
             for role, member in enumerate(array["members"]):
-                lines += ["MD_DEVICE_dev_%s_ROLE=%s" % (member, "faulty" if member in array.get("faulty", ()) else role),
+                state = "faulty" if member in array.get("faulty", ()) else role
+                lines += ["MD_DEVICE_dev_%s_ROLE=%s" % (member, state),
                           "MD_DEVICE_dev_%s_DEV=/dev/%s" % (member, member)]
             return "\n".join(lines) + "\n"
         if "--examine" in argv:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from test_storage_apply_fake_machine import FakeMachine, GiB
 
 from ansible_collections.prenixos.baseline.plugins.module_utils import storage_state
-from ansible_collections.prenixos.baseline.plugins.module_utils.runner import RecordingRunner
+from ansible_collections.prenixos.baseline.plugins.module_utils.runner import RecordingRunner, Runner
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_state import (
     StateError,
     md_short_name,
@@ -50,6 +50,35 @@ def test_blkid_on_an_empty_partition_is_blank_although_it_prints_the_table_entry
 def test_blkid_on_a_disk_gives_its_partition_table():
     assert parse_blkid(fixture("blkid_disk_gpt.txt"), 0, "/dev/sda") == {
         "PTUUID": "8e2f4c1a-6b3d-4e5f-a7b8-c9d0e1f2a3b4", "PTTYPE": "gpt"}
+
+
+def test_the_probes_of_several_devices_run_in_one_shell_each_with_its_exit_code():
+    out = fixture("blkid_esp.txt") + "BLKID_RC=0\nBLKID_RC=2\nBLKID_RC=8\n"
+    runner = RecordingRunner({("sh", "-c"): (0, out, "")})
+    probes = storage_state.probe_devices(runner, {}, ["/dev/sda1", "/dev/sdc", "/dev/sdd"])
+    assert probes == [parse_blkid(fixture("blkid_esp.txt"), 0, "/dev/sda1"), {}, {"AMBIVALENT": "1"}]
+    assert runner.calls == [["sh", "-c", storage_state.PROBE_SCRIPT, "probe", "blkid", "/dev/sda1", "/dev/sdc",
+                             "/dev/sdd"]]
+
+
+@pytest.mark.parametrize("out", ["BLKID_RC=0\n", "BLKID_RC=0\nBLKID_RC=2\nTYPE=ext4\n", "BLKID_RC=x\nBLKID_RC=0\n"])
+def test_probes_that_printed_too_little_or_too_much_are_a_clear_error(out):
+    runner = RecordingRunner({("sh", "-c"): (0, out, "")})
+    with pytest.raises(StateError, match="blkid -p"):
+        storage_state.probe_devices(runner, {}, ["/dev/sdc", "/dev/sdd"])
+
+
+def test_the_probe_script_gives_each_device_its_own_exit_code(tmp_path):
+    """The script itself, on files (blkid probes a file as it would a device): one blank, one ext4."""
+    blank, ext4 = tmp_path / "blank.img", tmp_path / "ext4.img"
+    blank.write_bytes(b"\0" * 65536)
+    ext4.write_bytes(b"\0" * 65536)
+    fake_blkid = tmp_path / "blkid"
+    fake_blkid.write_text('#!/bin/sh\ncase $4 in *ext4*) echo TYPE=ext4; exit 0;; esac; exit 2\n')
+    fake_blkid.chmod(0o755)
+    probes = storage_state.probe_devices(Runner(), {"blkid": str(fake_blkid)},
+                                         [str(blank), str(ext4), str(blank)])
+    assert probes == [{}, {"TYPE": "ext4"}, {}]
 
 
 def test_blkid_exit_codes_mean_blank_ambivalent_or_failure():
