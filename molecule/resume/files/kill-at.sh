@@ -1,0 +1,31 @@
+#!/bin/sh
+# Stands in for a storage tool (it is linked under that tool's name) and kills the storage_apply module
+# at one point of the build, as a power cut would. Test only: runs in the scenario's guest.
+# The point is armed in $dir/point as "TOOL WORD COUNT WHEN": the COUNT-th call of TOOL whose arguments
+# hold WORD ("-" for any) kills the module (its parent) before the call runs, after it returns, or
+# one second into it ("during": the call is killed too). $dir/fired records which call it was.
+dir=/run/pre-nixos-kill
+name=$(basename "$0")
+real=$(PATH=/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin command -v "$name")
+if [ -r "$dir/point" ] && read -r tool word count when < "$dir/point" && [ "$name" = "$tool" ]; then
+    case " $* " in
+        *" $word "*) matched=yes ;;
+        *) matched=$([ "$word" = - ] && echo yes) ;;
+    esac
+    if [ "$matched" = yes ]; then
+        seen=$(( $(cat "$dir/seen" 2>/dev/null || echo 0) + 1 ))
+        echo "$seen" > "$dir/seen"
+        if [ "$seen" -eq "$count" ]; then
+            rm -f "$dir/point"
+            case $when in
+                after) "$real" "$@" ;;
+                during) "$real" "$@" & sleep 1
+                        if kill -KILL $! 2>/dev/null; then when="during (killed running)"; else when="during (had ended)"; fi ;;
+            esac
+            echo "$when: $name $*" > "$dir/fired"
+            kill -KILL "$PPID"
+            exit 137
+        fi
+    fi
+fi
+exec "$real" "$@"

@@ -1,0 +1,97 @@
+# Copyright: pre-nixos baseline engineers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The storage build, killed at several points, converges on the next run to the full layout each time."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
+from testlib import first_boot_status, plan, planned_mounts  # noqa: E402
+
+# The rounds converge.yml runs, and the builder's commands the run after the kill must not repeat.
+ROUNDS = {
+    "after partitioning": {"fired": "before: mkfs.vfat", "not_again": ["sgdisk"]},
+    "mid-array creation": {"fired": "after: mdadm --create", "not_again": ["sgdisk"], "creates": 1},
+    "after VG creation": {"fired": "before: lvcreate", "not_again": ["sgdisk", "mdadm --create", "vgcreate"]},
+    "during mkfs": {"fired": "during (killed running): mkfs.ext4",
+                    "not_again": ["sgdisk", "mdadm --create", "vgcreate", "lvcreate"], "again": ["mkfs.ext4"]},
+    "after mkfs": {"fired": "before: mount",
+                   "not_again": ["sgdisk", "mdadm --create", "vgcreate", "lvcreate", "mkfs.ext4", "mkswap"]},
+}
+
+
+@pytest.fixture(scope="module")
+def rounds(host):
+    return {entry["name"]: entry for entry in json.loads(
+        host.file("/var/log/pre-nixos/resume-rounds.json").content_string)}
+
+
+@pytest.fixture(scope="module")
+def planned(host):
+    return plan(host)
+
+
+def commands_with(entry, words):
+    """The resumed run's commands that start with ``words`` (tool by base name, then arguments)."""
+    tool, *args = words.split()
+    return [argv for argv in entry["resumed_commands"]
+            if os.path.basename(argv[0]) == tool and argv[1:1 + len(args)] == args]
+
+
+def section(holds, name):
+    return holds.split("== %s\n" % name, 1)[1].split("\n== ", 1)[0].splitlines()
+
+
+def test_every_round_ran(rounds):
+    assert sorted(rounds) == sorted(ROUNDS), "expected the rounds %s, ran %s" % (sorted(ROUNDS), sorted(rounds))
+
+
+@pytest.mark.parametrize("name", sorted(ROUNDS))
+def test_the_build_was_killed_at_its_point(rounds, name):
+    entry = rounds[name]
+    assert entry["fired"].startswith(ROUNDS[name]["fired"]), (
+        "expected the kill at %r, the stand-in recorded %r" % (ROUNDS[name]["fired"], entry["fired"]))
+    assert entry["killed_rc"] == 137 and "MODULE FAILURE" in entry["killed_msg"], (
+        "expected the killed module to die of SIGKILL, got rc %s: %s" % (entry["killed_rc"], entry["killed_msg"]))
+
+
+@pytest.mark.parametrize("name", sorted(ROUNDS))
+def test_the_next_run_went_on_from_where_the_kill_left_it(rounds, name):
+    entry, expected = rounds[name], ROUNDS[name]
+    assert entry["resumed_changed"], "expected the run after the kill to finish the build"
+    for words in expected["not_again"]:
+        repeated = commands_with(entry, words)
+        assert not repeated, "%s: expected the run after the kill to keep what was built, it ran %s" % (name, repeated)
+    for words in expected.get("again", []):
+        assert commands_with(entry, words), "%s: expected %r again: the killed call had not finished" % (name, words)
+    if "creates" in expected:
+        creates = commands_with(entry, "mdadm --create")
+        assert len(creates) == expected["creates"], (
+            "%s: expected only the array not yet made to be created: %s" % (name, creates))
+
+
+@pytest.mark.parametrize("name", sorted(ROUNDS))
+def test_each_round_ended_with_the_full_layout(rounds, planned, name):
+    holds = rounds[name]["holds"]
+    mounted = {}
+    for line in section(holds, "findmnt"):
+        source, target, *label = line.split()
+        mounted[target] = label[0] if label else None
+    assert mounted == planned_mounts(planned), (
+        "%s: expected every planned filesystem mounted by label, findmnt shows %s" % (name, mounted))
+    swaps = [line.split() for line in section(holds, "swap")]
+    assert [label for _name, label in swaps] == ["swap"], "%s: expected the swap LV active: %s" % (name, swaps)
+    levels = sorted(re.findall(r"^md\S+ : active (raid\d+)", "\n".join(section(holds, "mdstat")), re.M))
+    assert levels == sorted(array["level"] for array in planned["arrays"]), (
+        "%s: expected the planned arrays running, /proc/mdstat:\n%s" % (name, "\n".join(section(holds, "mdstat"))))
+
+
+def test_the_role_run_after_the_rounds_found_the_layout_built(host):
+    phase = first_boot_status(host)["phases"]["storage_apply"]
+    assert phase["state"] == "done", "expected the storage role to end done, found %s" % phase
+    assert host.check_output("findmnt -n -o LABEL /mnt") == "slash"
