@@ -38,6 +38,8 @@ ANSIBLE_ENV = ("ANSIBLE_COLLECTIONS_PATH=/usr/share/pre-nixos/collections ANSIBL
 VENV = "/opt/pre-nixos/venv/bin"
 # The commands of the storage build that make device nodes: a script has to wait for udev after them.
 MAKES_DEVICES = ("sgdisk", "partx", "mdadm", "pvcreate", "vgcreate", "lvcreate")
+# Prefixes every line with the seconds since the epoch, as journalctl -o short-unix does (for slowest_tasks).
+STAMP = "python3 -uc 'import sys, time\nfor line in sys.stdin: print(\"%.2f\" % time.time(), line, end=\"\")'"
 CHECK_PLAYBOOK = """- name: The commands of the storage build
   hosts: localhost
   gather_facts: false
@@ -71,10 +73,11 @@ def guest(state, command, timeout=3600):
     return result.stdout
 
 
-def timed(state, command):
-    """Seconds ``command`` takes in the guest, measured by the guest's own clock."""
-    out = guest(state, "s=$(date +%%s.%%N); %s > /tmp/timed.log 2>&1; rc=$?; e=$(date +%%s.%%N); "
-                       "echo \"$s $e $rc\"" % command)
+def timed(state, command, stamped=False):
+    """Seconds ``command`` takes in the guest, measured by the guest's own clock; its output goes to
+    /tmp/timed.log (each line prefixed with the time, when ``stamped``)."""
+    out = guest(state, "s=$(date +%%s.%%N); ( %s ) 2>&1 | %s > /tmp/timed.log; rc=${PIPESTATUS[0]}; "
+                       "e=$(date +%%s.%%N); echo \"$s $e $rc\"" % (command, STAMP if stamped else "cat"))
     started, ended, rc = out.split()
     if rc != "0":
         raise SystemExit("in the guest, %r failed (%s): %s" % (command, rc, guest(state, "tail -40 /tmp/timed.log")))
@@ -112,6 +115,23 @@ def service_seconds(state):
                  / 1e6, 1)
 
 
+def slowest_tasks(log, count=8):
+    """The tasks that took longest, from playbook output whose lines start with seconds since the epoch."""
+    spans, previous = [], None
+    for line in log.splitlines():
+        stamp, _, text = line.partition(" ")
+        try:
+            stamp = float(stamp)
+        except ValueError:
+            continue
+        marker = next((text.index(m) for m in ("TASK [", "PLAY RECAP") if m in text), None)
+        if marker is not None:
+            if previous is not None:
+                spans.append((round(stamp - previous[0], 1), previous[1]))
+            previous = (stamp, text[marker:].split("]", 1)[0][len("TASK ["):])
+    return dict((name, seconds) for seconds, name in sorted(spans, reverse=True)[:count])
+
+
 def first_boot_figures(machine):
     workdir, state, ssh_ready = boot("firstboot", machine)
     try:
@@ -121,10 +141,13 @@ def first_boot_figures(machine):
                    "storage_started_s": since_start(state, status["phases"]["storage_plan"]["started"])}
         figures["ssh_before_storage"] = figures["ssh_ready_s"] < figures["storage_started_s"]
         rerun = timed(state, "%s %s/ansible-playbook prenixos.baseline.first_boot -i localhost, -c local "
-                             "-e ansible_python_interpreter=%s/python" % (ANSIBLE_ENV, VENV, VENV))
+                             "-e ansible_python_interpreter=%s/python" % (ANSIBLE_ENV, VENV, VENV), stamped=True)
         recap = guest(state, "grep -E 'localhost +: ok=' /tmp/timed.log").split()
         figures["rerun_s"] = rerun
-        figures["rerun_recap"] = " ".join(recap[2:5])
+        figures["rerun_recap"] = " ".join(f for f in recap if f.split("=")[0] in ("ok", "changed", "failed"))
+        figures["rerun_slowest_tasks_s"] = slowest_tasks(guest(state, "cat /tmp/timed.log"))
+        figures["first_boot_slowest_tasks_s"] = slowest_tasks(guest(
+            state, "journalctl -b -u pre-nixos.service -o short-unix --no-pager"))
         return figures
     finally:
         qemu.stop(workdir)

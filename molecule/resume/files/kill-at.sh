@@ -3,7 +3,7 @@
 # at one point of the build, as a power cut would. Test only: runs in the scenario's guest.
 # The point is armed in $dir/point as "TOOL WORD COUNT WHEN": the COUNT-th call of TOOL whose arguments
 # hold WORD ("-" for any) kills the module (its parent) before the call runs, after it returns, or
-# one second into it ("during": the call is killed too). $dir/fired records which call it was.
+# 0.3 s into it ("during": the call is killed too). $dir/fired records which call it was.
 dir=/run/pre-nixos-kill
 name=$(basename "$0")
 real=$(PATH=/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin command -v "$name")
@@ -19,7 +19,7 @@ if [ -r "$dir/point" ] && read -r tool word count when < "$dir/point" && [ "$nam
             rm -f "$dir/point"
             case $when in
                 after) "$real" "$@" ;;
-                during) "$real" "$@" & sleep 1
+                during) "$real" "$@" & sleep 0.3
                         if kill -KILL $! 2>/dev/null; then when="during (killed running)"; else when="during (had ended)"; fi ;;
             esac
             echo "$when: $name $*" > "$dir/fired"
