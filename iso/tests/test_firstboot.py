@@ -10,6 +10,8 @@ import os
 import sys
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "collections"))
@@ -41,6 +43,25 @@ def test_unknown_switches_and_bad_values_are_reported_and_ignored(firstboot):
         "'prenixos.wipe=yes' ignored: prenixos.wipe takes one of 0|1",
         "'prenixos.storage' ignored: prenixos.storage takes one of plan|apply|skip",
     ]
+
+
+NAMES = ["firstboot", "storage", "wipe", "redundant", "backups", "install", "reboot", "medium", "wype", "", "Storage"]
+WORDS = (st.tuples(st.sampled_from(NAMES), st.sampled_from(["", "=", "=0", "=1", "=plan", "==1", "=yes", "=apply "]))
+         .map(lambda pair: "prenixos.%s%s" % pair) | st.text(max_size=20))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(line=st.lists(WORDS, max_size=6).map(" ".join))
+def test_any_kernel_command_line_gives_valid_switches_and_a_warning_for_the_rest(firstboot, line):
+    switches, warnings = firstboot.parse_cmdline(line)
+    for key, value in switches.items():
+        assert key in firstboot.INTERNAL or value in firstboot.SWITCHES[key], (key, value)
+    words = [word.partition("=") for word in line.split() if word.startswith("prenixos.")]
+    taken = [key for key, sep, value in words
+             if key in firstboot.INTERNAL or (sep and value in firstboot.SWITCHES.get(key, ()))]
+    assert len(warnings) == len(words) - len(taken), "expected one warning for each switch not taken"
+    assert all("prenixos." in warning for warning in warnings)
+    firstboot.extra_vars(switches)
 
 
 def test_the_boot_menus_medium_switch_is_internal(firstboot):

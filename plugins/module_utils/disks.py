@@ -87,6 +87,11 @@ def parse_lsblk(text):
     return data["blockdevices"]
 
 
+# Columns used as names and keys (text or absent), and the ones that hold lists; every other is one value.
+TEXT_COLUMNS = ("kname", "path", "maj:min", "pkname")
+LIST_COLUMNS = ("children", "mountpoints", "fsroots")
+
+
 def check_lsblk_entry(device, parent):
     """Fail clearly on an entry without the keys every later step needs."""
     if not isinstance(device, dict):
@@ -94,6 +99,12 @@ def check_lsblk_entry(device, parent):
     for key in ("name", "type"):
         if not isinstance(device.get(key), str) or not device[key]:
             raise DiskFactsError("lsblk entry under %s has no %s: %r" % (parent, key, short_repr(device)))
+    for key, value in device.items():
+        if key in LIST_COLUMNS:
+            continue
+        if isinstance(value, (list, dict)) or (key in TEXT_COLUMNS and value is not None and not isinstance(value, str)):
+            raise DiskFactsError("lsblk entry %s has %s=%r, expected %s"
+                                 % (device["name"], key, value, "text" if key in TEXT_COLUMNS else "a single value"))
     children = device.get("children", [])
     if not isinstance(children, list):
         raise DiskFactsError("lsblk entry %s has 'children' that is not a list" % device["name"])

@@ -55,7 +55,7 @@ def read_attr(path):
 
 def normalize_mac(mac):
     """``52-54-00-AB-CD-EF`` or ``52:54:00:ab:cd:ef`` → ``52:54:00:ab:cd:ef``; ``None`` for junk."""
-    if not mac:
+    if not mac or not isinstance(mac, str):
         return None
     mac = mac.strip().lower().replace("-", ":")
     return mac if MAC.match(mac) else None
@@ -72,11 +72,15 @@ def parse_ip_link(text):
         raise NicFactsError("ip -j link show printed something that is not JSON: %s" % err) from err
     if not isinstance(links, list):
         raise NicFactsError("ip -j link show printed %s, expected a list" % type(links).__name__)
-    return {
-        link["ifname"]: {"address": normalize_mac(link.get("address")), "permaddr": normalize_mac(link.get("permaddr"))}
-        for link in links
-        if isinstance(link, dict) and link.get("ifname")
-    }
+    result = {}
+    for link in links:
+        if not isinstance(link, dict) or not link.get("ifname"):
+            continue
+        if not isinstance(link["ifname"], str):
+            raise NicFactsError("ip -j link show printed an ifname that is not a string: %r" % (link["ifname"],))
+        result[link["ifname"]] = {"address": normalize_mac(link.get("address")),
+                                  "permaddr": normalize_mac(link.get("permaddr"))}
+    return result
 
 
 def _natural(text):
