@@ -102,7 +102,8 @@ def check_lsblk_entry(device, parent):
     for key, value in device.items():
         if key in LIST_COLUMNS:
             continue
-        if isinstance(value, (list, dict)) or (key in TEXT_COLUMNS and value is not None and not isinstance(value, str)):
+        wrong_text = key in TEXT_COLUMNS and value is not None and not isinstance(value, str)
+        if isinstance(value, (list, dict)) or wrong_text:
             raise DiskFactsError("lsblk entry %s has %s=%r, expected %s"
                                  % (device["name"], key, value, "text" if key in TEXT_COLUMNS else "a single value"))
     children = device.get("children", [])
@@ -135,7 +136,7 @@ def lsblk_int(device, key):
     value = device.get(key)
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isdecimal():
         return int(value)
     raise DiskFactsError("lsblk reports %s=%r for %s, expected a number of bytes" % (key, value, device["name"]))
 
@@ -250,7 +251,7 @@ def sysfs_size(sysfs_root, name):
     value = read_sysfs(sysfs_root, name, "size")
     if value is None:
         return None
-    if not value.isdigit():
+    if not value.isdecimal():
         raise DiskFactsError(
             "%s holds %r, expected a number of sectors" % (os.path.join(sysfs_root, "block", name, "size"), value)
         )

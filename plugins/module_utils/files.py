@@ -12,7 +12,7 @@ class WriteError(OSError):
     """A file could not be written; its text names the file and the reason, without an errno prefix."""
 
     def __str__(self):
-        return self.strerror
+        return str(self.strerror)
 
 
 def read_text(path):

@@ -84,7 +84,7 @@ def parse_ip_link(text):
 
 
 def _natural(text):
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
+    return tuple(int(part) if part.isdecimal() else part for part in re.split(r"(\d+)", text))
 
 
 def bus_key(device_path):

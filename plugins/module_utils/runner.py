@@ -7,7 +7,9 @@ Tests replace :class:`Runner` with :class:`RecordingRunner`.
 """
 from __future__ import annotations
 
+import collections
 import subprocess
+import time
 
 C_LOCALE = {"LC_ALL": "C", "LANG": "C", "LANGUAGE": "C"}
 
@@ -35,24 +37,48 @@ class Runner:
     def __init__(self, module=None):
         self.module = module
         self.commands = []  # every argv run, in order: modules return it to the operator
+        self.seconds = []  # how long each of them took, in the same order
 
     def run(self, argv, check=True, data=None):
         """Run ``argv``; return ``(rc, stdout, stderr)``; raise CommandError when ``check`` and rc != 0."""
         argv = [str(a) for a in argv]
         self.commands.append(argv)
-        if self.module is not None:
-            rc, out, err = self.module.run_command(
-                argv, environ_update=C_LOCALE, data=data, binary_data=data is not None
-            )
-        else:
-            import os
+        started = time.monotonic()
+        try:
+            if self.module is not None:
+                rc, out, err = self.module.run_command(
+                    argv, environ_update=C_LOCALE, data=data, binary_data=data is not None
+                )
+            else:
+                import os
 
-            env = dict(os.environ, **C_LOCALE)
-            proc = subprocess.run(argv, input=data, capture_output=True, text=True, env=env, check=False)
-            rc, out, err = proc.returncode, proc.stdout, proc.stderr
+                env = dict(os.environ, **C_LOCALE)
+                proc = subprocess.run(argv, input=data, capture_output=True, text=True, env=env, check=False)
+                rc, out, err = proc.returncode, proc.stdout, proc.stderr
+        finally:
+            self.seconds.append(time.monotonic() - started)
         if check and rc != 0:
             raise CommandError(argv, rc, out, err)
         return rc, out, err
+
+
+def timing(commands, seconds, changing, slowest=5):
+    """Where a run's command time went: ``changing`` (the commands that changed the machine) against
+    the rest (reading the state, checks before a step), with the slowest commands."""
+    left = collections.Counter(tuple(argv) for argv in changing)  # "udevadm settle" is both kinds
+    spent = {"changing": 0.0, "reading": 0.0}
+    for argv, took in zip(commands, seconds, strict=True):
+        kind = "changing" if left[tuple(argv)] > 0 else "reading"
+        left[tuple(argv)] -= kind == "changing"
+        spent[kind] += took
+    ranked = sorted(zip(seconds, commands, strict=True), key=lambda pair: -pair[0])[:slowest]
+    return {
+        "commands": len(seconds),
+        "seconds": round(sum(seconds), 1),
+        "changing_seconds": round(spent["changing"], 1),
+        "reading_seconds": round(spent["reading"], 1),
+        "slowest": ["%.1f s: %s" % (took, " ".join(argv)) for took, argv in ranked],
+    }
 
 
 class RecordingRunner:
@@ -67,6 +93,10 @@ class RecordingRunner:
         self.responses = dict(responses or {})
         self.calls = []
         self.commands = self.calls
+
+    @property
+    def seconds(self):
+        return [0.0] * len(self.calls)
 
     def run(self, argv, check=True, data=None):
         argv = [str(a) for a in argv]

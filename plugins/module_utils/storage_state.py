@@ -235,9 +235,9 @@ def to_int(value, field, origin):
     if isinstance(value, int):
         return value
     text = str(value).strip()
-    if text.endswith("B") and text[:-1].isdigit():  # --nosuffix ignored by an old LVM
+    if text.endswith("B") and text[:-1].isdecimal():  # --nosuffix ignored by an old LVM
         text = text[:-1]
-    if not text.isdigit():
+    if not text.isdecimal():
         raise StateError("%s: %s=%r is not a number of bytes" % (origin, field, value))
     return int(text)
 
@@ -316,7 +316,7 @@ def parse_partx(text, device):
         if not line.strip():
             continue
         pairs = {m.group("key"): unescape_pair_value(m.group("value")) for m in PAIR.finditer(line)}
-        if "NR" not in pairs or not pairs["NR"].isdigit():
+        if "NR" not in pairs or not pairs["NR"].isdecimal():
             raise StateError("partx --pairs %s printed a line without a partition number: %r" % (device, line[:200]))
         origin = "partx --pairs %s" % device
         partitions.append(
@@ -412,7 +412,7 @@ class StorageState:
     def node_size(self, kname):
         node = self.nodes.get(kname)
         value = node.get("size") if node else None
-        return int(value) if isinstance(value, (int, str)) and str(value).isdigit() else None
+        return int(value) if isinstance(value, (int, str)) and str(value).isdecimal() else None
 
     def present(self, disk):
         return disk in self.blockdevices.top_names
@@ -590,7 +590,7 @@ def partition_number(disk, kname, node=None):
     suffix = kname[len(disk):] if kname.startswith(disk) else ""
     if suffix.startswith("p") and disk[-1:].isdigit():
         suffix = suffix[1:]
-    return int(suffix) if suffix.isdigit() else None
+    return int(suffix) if suffix.isdecimal() else None
 
 
 # ---------------------------------------------------------------- reading

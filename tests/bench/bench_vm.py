@@ -119,7 +119,7 @@ def slowest_tasks(log, count=8):
     """The tasks that took longest, from playbook output whose lines start with seconds since the epoch."""
     spans, previous = [], None
     for line in log.splitlines():
-        stamp, _, text = line.partition(" ")
+        stamp, _space, text = line.partition(" ")
         try:
             stamp = float(stamp)
         except ValueError:
@@ -140,6 +140,7 @@ def first_boot_figures(machine):
                    "first_boot_state": status["state"], "phases_s": phase_seconds(status),
                    "storage_started_s": since_start(state, status["phases"]["storage_plan"]["started"])}
         figures["ssh_before_storage"] = figures["ssh_ready_s"] < figures["storage_started_s"]
+        figures["storage_apply_timing"] = status["phases"]["storage_apply"].get("details", {}).get("timing")
         rerun = timed(state, "%s %s/ansible-playbook prenixos.baseline.first_boot -i localhost, -c local "
                              "-e ansible_python_interpreter=%s/python" % (ANSIBLE_ENV, VENV, VENV), stamped=True)
         recap = guest(state, "grep -E 'localhost +: ok=' /tmp/timed.log").split()
@@ -198,6 +199,10 @@ def main():
             ("pre-nixos.service, start to end (%s)" % boot_figures["first_boot_state"],
              "%s s" % boot_figures["first_boot_s"])]
     rows += [("  phase %s" % name, "%s s" % seconds) for name, seconds in sorted(boot_figures["phases_s"].items())]
+    apply_timing = boot_figures.get("storage_apply_timing")
+    if apply_timing:
+        rows.append(("    storage_apply's %d commands: changing / reading the state" % apply_timing["commands"],
+                     "%s s / %s s" % (apply_timing["changing_seconds"], apply_timing["reading_seconds"])))
     rows += [("first-boot playbook again (%s)" % boot_figures["rerun_recap"], "%s s" % boot_figures["rerun_s"]),
              ("storage build as a plain script (%d commands)" % figures["storage_floor"]["commands"],
               "%s s" % floor_s),
