@@ -94,10 +94,6 @@ class RecordingRunner:
         self.calls = []
         self.commands = self.calls
 
-    @property
-    def seconds(self):
-        return [0.0] * len(self.calls)
-
     def run(self, argv, check=True, data=None):
         argv = [str(a) for a in argv]
         self.calls.append(argv)
