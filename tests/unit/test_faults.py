@@ -128,4 +128,3 @@ def test_authorized_keys_on_a_full_filesystem_fails_clearly_keeping_the_old_keys
     assert result["failed"] and result["msg"] == (
         "cannot write %s: No space left on device; the keys root had before are kept" % path)
     assert path.read_text() == "ssh-ed25519 AAAA old@key\n"
-
