@@ -32,6 +32,9 @@ $(VENV)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt
+	# The venv's tools find each other without it on PATH (molecule runs ansible-config, ansible-playbook).
+	echo 'import os, sys; d = os.path.dirname(sys.executable); p = os.environ.get("PATH", ""); d in p.split(os.pathsep) or os.environ.update(PATH=d + os.pathsep + p)' \
+	  > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/prenixos-venv-path.pth"
 	touch $@
 
 lint: ruff ansible-lint ## ruff and ansible-lint (production profile, offline)
