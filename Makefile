@@ -63,7 +63,10 @@ molecule: venv ## Boot the ISO in QEMU and run every Molecule scenario
 build: venv ## Build the collection tarball into build/
 	mkdir -p $(BUILD) && $(BIN)/ansible-galaxy collection build --force --output-path $(BUILD) .
 
-test: deps venv lint sanity unit build molecule ## Everything CI runs
+SCENARIOS := $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml))
+
+test: ## Everything CI runs, each stage timed (table at the end, build/test-times.json)
+	python3 tools/test_clock.py deps venv lint sanity unit build iso -- $(SCENARIOS)
 
 iso: deps venv ## Build build/pre-nixos.iso (SSH_KEY=path.pub to bake in your key)
 	bash iso/build.sh
@@ -72,7 +75,7 @@ demo: iso ## Boot the ISO in QEMU with the default machine and stream its consol
 	bash iso/demo.sh
 
 bench: iso ## Print timing figures: planner, first boot of the demo machine, the plain-script floor (2 VM boots)
-	$(BIN)/python tests/bench/bench_vm.py
+	$(BIN)/python tests/bench/bench_vm.py $(if $(BASELINE),--baseline $(BASELINE))
 
 clean: ## Remove build outputs (keeps .venv)
 	rm -rf $(BUILD)
