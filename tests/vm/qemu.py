@@ -87,7 +87,7 @@ def log(message):
 
 
 # ------------------------------------------------------------------ acceleration
-def probe_accel(kernel, timeout=40):
+def probe_accel(kernel, timeout=15):
     """``kvm`` when a KVM guest runs this kernel to its (expected) panic, else ``tcg``.
 
     KVM can exist and still fail (nested virtualisation without the right MSRs, "emulation
