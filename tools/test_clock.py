@@ -28,7 +28,7 @@ def run_stage(command, environment=None):
 
 def table(stages, failed, total):
     width = max([len(name) for name in stages] + [len("total")])
-    lines = ["==> make test: seconds per stage"]
+    lines = ["==> seconds per stage"]
     for name, seconds in stages.items():
         lines.append("    %-*s %8.1f%s" % (width, name, seconds, "  FAILED" if name in failed else ""))
     lines.append("    %-*s %8.1f" % (width, "total", total))

@@ -1,0 +1,62 @@
+# Copyright: pre-nixos baseline engineers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""tools/test_clock.py: what `make test` runs in which order, what stops it, and the clock it keeps."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
+import test_clock  # noqa: E402
+
+
+@pytest.fixture
+def ran(monkeypatch, tmp_path):
+    """Stages run by a fake: each command is recorded; commands naming a word in ``failing`` fail."""
+    calls, failing = [], set()
+
+    def fake_run_stage(command, environment=None):
+        calls.append((command, (environment or {}).get("PRENIXOS_SKIP_ISO_BUILD")))
+        return 1.5, not failing.intersection(command)
+
+    monkeypatch.setattr(test_clock, "run_stage", fake_run_stage)
+    monkeypatch.setattr(test_clock, "ROOT", str(tmp_path))
+    return calls, failing, tmp_path
+
+
+def times(tmp_path):
+    with open(tmp_path / "build" / "test-times.json") as handle:
+        return json.load(handle)
+
+
+def test_make_stages_then_scenarios_with_the_iso_already_built_and_a_table_of_seconds(ran, capsys):
+    calls, _failing, tmp_path = ran
+    assert test_clock.main(["lint", "iso", "--", "default", "fleet"]) == 0
+    assert calls == [(["make", "--no-print-directory", "lint"], None), (["make", "--no-print-directory", "iso"], None),
+                     (["bash", "molecule/run.sh", "default"], "1"), (["bash", "molecule/run.sh", "fleet"], "1")]
+    written = times(tmp_path)
+    assert written["stages"] == {"lint": 1.5, "iso": 1.5, "scenario default": 1.5, "scenario fleet": 1.5}
+    assert written["failed"] == [] and written["total_s"] >= 0
+    table = capsys.readouterr().out
+    assert "scenario fleet" in table and "total" in table and "FAILED" not in table
+
+
+def test_a_failing_make_stage_stops_the_run(ran):
+    calls, failing, tmp_path = ran
+    failing.add("sanity")
+    assert test_clock.main(["lint", "sanity", "unit", "--", "default"]) == 1
+    assert [command[-1] for command, _skip in calls] == ["lint", "sanity"]
+    assert times(tmp_path)["failed"] == ["sanity"]
+
+
+def test_a_failing_scenario_does_not_stop_the_others_and_fails_the_run(ran, capsys):
+    calls, failing, tmp_path = ran
+    failing.add("nolink")
+    assert test_clock.main(["--", "nolink", "fleet"]) == 1
+    assert [command[-1] for command, _skip in calls] == ["nolink", "fleet"]
+    assert times(tmp_path)["failed"] == ["scenario nolink"]
+    assert re.search(r"scenario nolink +1\.5  FAILED\n", capsys.readouterr().out)
