@@ -10,14 +10,22 @@ does both). Boots tests/vm/machines/default.json twice under QEMU (KVM when it w
    (its check mode) are run by a plain shell script instead, with ``udevadm settle`` after each one
    that makes devices. That is the floor the product's storage phase is measured against.
 
+Also in the first machine: ``module_task_s``, the median seconds of one trivial module task
+(``ansible.builtin.ping``) in the guest's own Ansible, and ``empty_playbook_s``, the median of a playbook
+with no task. ``--baseline REV`` (``make bench BASELINE=REV``) builds that revision's image too, with the
+same key, boots both the same way one after the other and prints each figure for both with the ratio
+(this / baseline); build/bench.json then also holds ``baseline`` and ``ratios``.
+
 Writes everything, with the planner's figures, to build/bench.json.
 """
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -62,6 +70,15 @@ CHECK_PLAYBOOK = """- name: The commands of the storage build
         mode: "0644"
       check_mode: false
 """
+TRIVIAL_TASKS = 7
+PING_PLAYBOOK = "- hosts: localhost\n  gather_facts: false\n  tasks:\n%s" % "".join(
+    "    - name: ping %d\n      ansible.builtin.ping:\n" % n for n in range(TRIVIAL_TASKS))
+EMPTY_PLAYBOOK = "- hosts: localhost\n  gather_facts: false\n  tasks: []\n"
+# What the baseline image is measured on: one revision's tree and build output under build/baseline/.
+BASELINE_DIR = os.path.join(ROOT, "build", "baseline")
+# The figures compared with the baseline (lower is better for each).
+COMPARED = ("ssh_ready_s", "first_boot_s", "rerun_s", "module_task_s", "empty_playbook_s", "storage_ratio",
+            "iso_mib")
 
 
 def guest(state, command, timeout=3600):
@@ -84,9 +101,9 @@ def timed(state, command, stamped=False):
     return round(float(ended) - float(started), 1)
 
 
-def boot(name, machine):
+def boot(name, machine, iso):
     workdir = os.path.join(WORK, name)
-    state = qemu.start(machine, ISO, workdir)
+    state = qemu.start(machine, iso, workdir)
     ssh_ready = qemu.wait_ssh(workdir, KEY)
     guest(state, "while s=$(systemctl show -P ActiveState pre-nixos.service); [ $s = activating ] || "
                  "[ $s = inactive ]; do sleep 2; done")
@@ -132,8 +149,22 @@ def slowest_tasks(log, count=8):
     return dict((name, seconds) for seconds, name in sorted(spans, reverse=True)[:count])
 
 
-def first_boot_figures(machine):
-    workdir, state, ssh_ready = boot("firstboot", machine)
+def task_figures(state):
+    """Median seconds of one trivial module task, and of an empty playbook, in the guest's own Ansible."""
+    play = "%s %s/ansible-playbook /tmp/%%s.yml -i localhost, -c local -e ansible_python_interpreter=%s/python" % (
+        ANSIBLE_ENV, VENV, VENV)
+    guest(state, "cat > /tmp/ping.yml <<'EOF'\n%sEOF\ncat > /tmp/empty.yml <<'EOF'\n%sEOF" % (
+        PING_PLAYBOOK, EMPTY_PLAYBOOK))
+    empty = [timed(state, play % "empty") for _run in range(3)]
+    timed(state, play % "ping", stamped=True)
+    spans = [seconds for name, seconds in slowest_tasks(guest(state, "cat /tmp/timed.log"), TRIVIAL_TASKS + 1).items()
+             if name.startswith("ping ")]
+    return {"module_task_s": round(statistics.median(spans), 2) if spans else None,
+            "empty_playbook_s": round(statistics.median(empty), 2)}
+
+
+def first_boot_figures(machine, iso):
+    workdir, state, ssh_ready = boot("firstboot", machine, iso)
     try:
         status = json.loads(guest(state, "cat /run/pre-nixos/status.json"))
         figures = {"accel": state["accel"], "ssh_ready_s": ssh_ready, "first_boot_s": service_seconds(state),
@@ -149,14 +180,15 @@ def first_boot_figures(machine):
         figures["rerun_slowest_tasks_s"] = slowest_tasks(guest(state, "cat /tmp/timed.log"))
         figures["first_boot_slowest_tasks_s"] = slowest_tasks(guest(
             state, "journalctl -b -u pre-nixos.service -o short-unix --no-pager"))
+        figures.update(task_figures(state))
         return figures
     finally:
         qemu.stop(workdir)
 
 
-def floor_figures(machine):
+def floor_figures(machine, iso):
     blank = dict(machine, kernel_args="prenixos.storage=skip")
-    workdir, state, _ready = boot("floor", blank)
+    workdir, state, _ready = boot("floor", blank, iso)
     try:
         guest(state, "cat > /tmp/check.yml <<'EOF'\n%sEOF" % CHECK_PLAYBOOK)
         guest(state, "%s %s/ansible-playbook /tmp/check.yml -i localhost, -c local -e ansible_python_interpreter=%s"
@@ -175,22 +207,37 @@ def floor_figures(machine):
         qemu.stop(workdir)
 
 
-def main():
-    machine = qemu.load_machine("default")
-    figures = {"machine": "tests/vm/machines/default.json",
-               "planner_ms": {str(n): round(bench_planner.best_time(bench_planner.machine(n), r) * 1000, 2)
-                              for n, r in ((10, 50), (100, 20), (1000, 5))}}
-    started = time.monotonic()
-    figures["first_boot"] = first_boot_figures(machine)
-    figures["storage_floor"] = floor_figures(machine)
+def image_figures(machine, iso):
+    """Every figure of one image: two boots of the demo machine."""
+    figures = {"iso": os.path.relpath(iso, ROOT), "iso_mib": round(os.path.getsize(iso) / 2 ** 20, 1)}
+    figures["first_boot"] = first_boot_figures(machine, iso)
+    figures["storage_floor"] = floor_figures(machine, iso)
     apply_s = figures["first_boot"]["phases_s"].get("storage_apply")
     floor_s = figures["storage_floor"]["script_s"]
-    figures["storage_overhead_ratio"] = round(apply_s / floor_s, 2) if apply_s and floor_s else None
-    figures["bench_wall_s"] = round(time.monotonic() - started)
-    os.makedirs(os.path.dirname(WORK), exist_ok=True)
-    with open(os.path.join(ROOT, "build", "bench.json"), "w") as handle:
-        json.dump(figures, handle, indent=2, sort_keys=True)
+    figures["storage_ratio"] = round(apply_s / floor_s, 2) if apply_s and floor_s else None
+    return figures
 
+
+def flat(figures):
+    """The compared figures of one image, by name."""
+    values = dict(figures["first_boot"], storage_ratio=figures["storage_ratio"], iso_mib=figures["iso_mib"])
+    return {name: values.get(name) for name in COMPARED}
+
+
+def build_baseline(revision):
+    """Build ``revision``'s image under build/baseline/ with this build's key; returns the ISO's path."""
+    source = os.path.join(BASELINE_DIR, "src")
+    subprocess.run(["rm", "-rf", source], check=True)
+    os.makedirs(source)
+    archive = subprocess.run(["git", "-C", ROOT, "archive", revision], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", source], input=archive, check=True)
+    environment = dict(os.environ, BUILD_DIR=BASELINE_DIR, VENV=os.path.join(ROOT, ".venv"),
+                       SSH_KEY=KEY + ".pub", PRENIXOS_COLLECTION_DIR=source)
+    subprocess.run(["bash", os.path.join(source, "iso", "build.sh")], env=environment, check=True)
+    return os.path.join(BASELINE_DIR, "pre-nixos.iso")
+
+
+def rows_of(figures):
     boot_figures = figures["first_boot"]
     rows = [("QEMU start -> SSH ready (%s)" % boot_figures["accel"], "%s s" % boot_figures["ssh_ready_s"]),
             ("QEMU start -> storage starts (SSH ready before: %s)" % ("yes" if boot_figures["ssh_before_storage"]
@@ -204,14 +251,57 @@ def main():
         rows.append(("    storage_apply's %d commands: changing / reading the state" % apply_timing["commands"],
                      "%s s / %s s" % (apply_timing["changing_seconds"], apply_timing["reading_seconds"])))
     rows += [("first-boot playbook again (%s)" % boot_figures["rerun_recap"], "%s s" % boot_figures["rerun_s"]),
+             ("one trivial module task in the guest (median)", "%s s" % boot_figures.get("module_task_s")),
+             ("an empty playbook in the guest (median)", "%s s" % boot_figures.get("empty_playbook_s")),
              ("storage build as a plain script (%d commands)" % figures["storage_floor"]["commands"],
-              "%s s" % floor_s),
-             ("storage_apply phase / plain script", "%s x" % figures["storage_overhead_ratio"])]
-    rows += [("planner, %s disks" % n, "%s ms" % ms) for n, ms in figures["planner_ms"].items()]
-    width = max(len(label) for label, _value in rows)
-    print("| %s | figure |\n|%s|---|" % ("what".ljust(width), "-" * (width + 2)))
-    for label, value in rows:
-        print("| %s | %s |" % (label.ljust(width), value))
+              "%s s" % figures["storage_floor"]["script_s"]),
+             ("storage_apply phase / plain script", "%s x" % figures["storage_ratio"]),
+             ("image size", "%s MiB" % figures["iso_mib"])]
+    return rows
+
+
+def print_table(headers, rows):
+    widths = [max(len(str(row[i])) for row in [headers] + rows) for i in range(len(headers))]
+    for index, row in enumerate([headers] + rows):
+        print("| %s |" % " | ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+        if index == 0:
+            print("|%s|" % "|".join("-" * (width + 2) for width in widths))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--baseline", metavar="REV", help="also build and measure this git revision's image")
+    args = parser.parse_args(argv)
+    machine = qemu.load_machine("default")
+    started = time.monotonic()
+    figures = {"machine": "tests/vm/machines/default.json",
+               "planner_ms": {str(n): round(bench_planner.best_time(bench_planner.machine(n), r) * 1000, 2)
+                              for n, r in ((10, 50), (100, 20), (1000, 5))}}
+    baseline_iso = build_baseline(args.baseline) if args.baseline else None
+    figures.update(image_figures(machine, ISO))
+    # storage_overhead_ratio: the key earlier versions wrote, kept for whoever reads bench.json.
+    figures.update(storage_overhead_ratio=figures["storage_ratio"],
+                   module_task_s=figures["first_boot"]["module_task_s"],
+                   empty_playbook_s=figures["first_boot"]["empty_playbook_s"])
+    if baseline_iso:
+        figures["baseline"] = dict(image_figures(machine, baseline_iso), revision=args.baseline)
+        mine, theirs = flat(figures), flat(figures["baseline"])
+        figures["ratios"] = {name: round(mine[name] / theirs[name], 2) if mine[name] and theirs[name] else None
+                             for name in COMPARED}
+    figures["bench_wall_s"] = round(time.monotonic() - started)
+    os.makedirs(os.path.dirname(WORK), exist_ok=True)
+    with open(os.path.join(ROOT, "build", "bench.json"), "w") as handle:
+        json.dump(figures, handle, indent=2, sort_keys=True)
+
+    rows = rows_of(figures)
+    if baseline_iso:
+        base_rows = dict(rows_of(figures["baseline"]))
+        print_table(("what", "this image", "baseline %s" % args.baseline),
+                    [(label, value, base_rows.get(label, "-")) for label, value in rows])
+        print_table(("figure", "this / baseline"), sorted(figures["ratios"].items()))
+    else:
+        print_table(("what", "figure"), rows)
+    print_table(("planner", "ms"), [("%s disks" % n, ms) for n, ms in figures["planner_ms"].items()])
     print("(written to build/bench.json)")
 
 
