@@ -39,23 +39,83 @@ rm -f "$root/var/lib/dbus/machine-id"
 # The kernel runs /init from the initramfs: that is systemd, straight away.
 ln -sfn /lib/systemd/systemd "$root/init"
 
-# Trim what a headless server never loads: sound, video capture, wireless, GPUs with
-# their own drivers (the EFI framebuffer and BMC video drivers stay), staging, InfiniBand.
+# Trim what a headless server never loads, as paths under the kernel's module tree. Every NIC,
+# storage controller (SATA, NVMe, SAS, RAID, FC), USB host/storage/HID, md, dm, virtio and IPMI
+# driver stays. A kept module that needs a pruned one fails the build (checked against the
+# modules.dep the kernel shipped); depmod then rebuilds the index.
 kdir=$(echo "$root"/lib/modules/*)
 kver=$(basename "$kdir")
-for d in sound drivers/media drivers/net/wireless drivers/bluetooth net/bluetooth net/mac80211 \
-         net/wireless drivers/gpu/drm/amd drivers/gpu/drm/nouveau drivers/gpu/drm/i915 \
-         drivers/gpu/drm/radeon drivers/iio drivers/staging drivers/isdn drivers/infiniband \
-         drivers/comedi drivers/net/can net/can drivers/net/wwan drivers/net/ieee802154 \
-         net/ieee802154 drivers/input/touchscreen drivers/input/joystick; do
+prune=(
+    # sound, video capture (and what needs them: Intel SoundWire, MIDI/LCD HID gadgets, laptop
+    # hotkeys), radios: wireless, bluetooth, CAN, WWAN, 802.15.4, NFC, GNSS, ham radio
+    sound drivers/media drivers/soundwire/soundwire-intel.ko drivers/hid/hid-prodikeys.ko
+    drivers/hid/hid-picolcd.ko drivers/platform/x86/thinkpad_acpi.ko
+    drivers/platform/x86/toshiba_acpi.ko
+    drivers/net/wireless drivers/bluetooth net/bluetooth net/mac80211
+    net/wireless drivers/net/can net/can drivers/net/wwan drivers/net/ieee802154 net/ieee802154
+    net/mac802154 net/6lowpan drivers/nfc net/nfc drivers/gnss drivers/net/hamradio net/ax25
+    net/netrom net/rose
+    # GPUs with their own drivers (the EFI framebuffer, BMC video ast/mgag200, bochs, cirrus and
+    # virtio-gpu stay), desktop hypervisor and USB displays
+    drivers/gpu/drm/amd drivers/gpu/drm/nouveau drivers/gpu/drm/i915 drivers/gpu/drm/radeon
+    drivers/gpu/drm/gma500 drivers/gpu/drm/vmwgfx drivers/gpu/drm/vboxvideo drivers/gpu/drm/qxl
+    drivers/gpu/drm/hyperv drivers/gpu/drm/xen drivers/gpu/drm/udl drivers/gpu/drm/vgem
+    drivers/gpu/drm/display
+    # staging, industrial I/O (and its two sensor users), ISDN, ATM, comedi, InfiniBand with
+    # NVMe and 9p over RDMA (mlx4/mlx5 Ethernet and NVMe over PCIe/TCP/FC need none of it)
+    drivers/staging drivers/iio drivers/power/supply/axp288_fuel_gauge.ko
+    drivers/hwmon/ntc_thermistor.ko drivers/isdn drivers/atm net/atm drivers/comedi
+    drivers/infiniband drivers/nvme/host/nvme-rdma.ko drivers/nvme/target/nvmet-rdma.ko
+    net/9p/9pnet_rdma.ko
+    # input beyond keyboards and HID: touchscreens, joysticks, tablets, mice, gameports
+    drivers/input/touchscreen drivers/input/joystick drivers/input/tablet drivers/input/mouse
+    drivers/input/gameport
+    # desktop and laptop peripherals: FireWire, Memory Stick, USB gadget/serial/Type-C/USB-IP/
+    # cameras/ATM modems, speakup, Android binder, Chromebook platform
+    drivers/firewire drivers/memstick drivers/usb/gadget drivers/usb/serial drivers/usb/typec
+    drivers/usb/usbip drivers/usb/image drivers/usb/atm drivers/accessibility drivers/android
+    drivers/platform/chrome
+    # storage targets (LIO and its fabric modules: the image is an initiator)
+    drivers/target drivers/scsi/qla2xxx/tcm_qla2xxx.ko drivers/vhost/vhost_scsi.ko
+    drivers/xen/xen-scsiback.ko
+    # network file systems and their transports: NFS, SMB, Ceph (and rbd), AFS, Coda, OrangeFS,
+    # GFS2, OCFS2 (dlm stays for md-cluster)
+    fs/nfs fs/nfsd fs/lockd fs/nfs_common net/sunrpc fs/smb fs/ceph net/ceph drivers/block/rbd.ko
+    fs/afs net/rxrpc fs/coda fs/orangefs fs/gfs2 fs/ocfs2
+    # file systems of other systems and of raw flash (ext4, vfat, xfs, btrfs, iso9660, udf, exfat,
+    # squashfs, overlay, fuse, 9p stay)
+    fs/adfs fs/affs fs/befs fs/bfs fs/efs fs/freevxfs fs/hfs fs/hfsplus fs/hpfs fs/jffs2 fs/jfs
+    fs/minix fs/nilfs2 fs/omfs fs/qnx4 fs/qnx6 fs/reiserfs fs/romfs fs/sysv fs/ubifs fs/ufs
+    fs/vboxsf fs/f2fs fs/erofs
+    # protocols a provisioning host does not speak
+    net/appletalk drivers/net/appletalk net/batman-adv net/dccp net/kcm net/l2tp net/lapb
+    net/qrtr net/rds net/smc net/tipc
+)
+shipped_deps=$(cat "$kdir/modules.dep")
+for d in "${prune[@]}"; do
     rm -rf "${kdir:?}/kernel/$d"
 done
+broken=$(cd "$kdir" && while IFS=: read -r m deps; do
+    [[ -e $m ]] || continue
+    for d in $deps; do [[ -e $d ]] || echo "$m needs $d"; done
+done <<< "$shipped_deps")
+[[ -z $broken ]] || { echo "pruned modules that kept ones need:"; echo "$broken"; exit 1; } >&2
 in_root depmod -a "$kver"
 
+# Outside the kernel: firmware of Realtek Wi-Fi/Bluetooth chips (rtl_nic, bnx2, bnx2x stay);
+# the hwdb sources (udev reads the compiled hwdb.bin, which stays); glibc's gconv charsets (UTF-8
+# is built into glibc, Python has its own codecs); the pip/setuptools wheels for new venvs (the
+# image makes none); Python's pydoc topics, lib2to3 and regression-test helpers (unittest stays).
+rm -rf "$root"/lib/firmware/{rtw88,rtw89,rtlwifi,RTL8192E,rtl_bt} "$root"/lib/udev/hwdb.d/*.hwdb \
+       "$root"/usr/lib/x86_64-linux-gnu/gconv "$root"/usr/share/python-wheels/*.whl \
+       "$root"/usr/lib/python3.11/{pydoc_data,lib2to3,test}
+
 # Perl only came for usrmerge, whose work is done (the tree is merged-/usr; usr-is-merged
-# stays and keeps dpkg's dependencies whole).
+# stays and keeps dpkg's dependencies whole). perl-base goes too: only dpkg's maintainer-script
+# helpers and debconf use it, and nothing is installed on the running image.
 in_root dpkg --purge usrmerge libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl \
     perl perl-modules-5.36 libperl5.36
+in_root dpkg --purge --force-remove-essential --force-depends perl-base
 
 # Docs, man pages and locales are excluded at unpack time (dpkg path-exclude); caches go here.
 rm -rf "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* "$root"/var/log/*.log \
