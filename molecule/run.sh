@@ -10,7 +10,6 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 export PATH=$repo/.venv/bin:$PATH
-export ANSIBLE_COLLECTIONS_PATH=$repo/collections
 export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0}
 export PY_COLORS=${PY_COLORS:-0}
 
