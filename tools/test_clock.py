@@ -30,8 +30,8 @@ def table(stages, failed, total):
     width = max([len(name) for name in stages] + [len("total")])
     lines = ["==> seconds per stage"]
     for name, seconds in stages.items():
-        lines.append("    %-*s %8.1f%s" % (width, name, seconds, "  FAILED" if name in failed else ""))
-    lines.append("    %-*s %8.1f" % (width, "total", total))
+        lines.append("    %s %8.1f%s" % (name.ljust(width), seconds, "  FAILED" if name in failed else ""))
+    lines.append("    %s %8.1f" % ("total".ljust(width), total))
     return "\n".join(lines)
 
 
