@@ -231,6 +231,11 @@ def build_baseline(revision):
     os.makedirs(source)
     archive = subprocess.run(["git", "-C", ROOT, "archive", revision], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", source], input=archive, check=True)
+    # One OS-layer cache for both builds (its entries are named by their inputs' hash).
+    cache = os.path.join(BASELINE_DIR, "cache")
+    if not os.path.lexists(cache):
+        os.makedirs(os.path.join(ROOT, "build", "cache"), exist_ok=True)
+        os.symlink(os.path.join("..", "cache"), cache)
     environment = dict(os.environ, BUILD_DIR=BASELINE_DIR, VENV=os.path.join(ROOT, ".venv"),
                        SSH_KEY=KEY + ".pub", PRENIXOS_COLLECTION_DIR=source)
     subprocess.run(["bash", os.path.join(source, "iso", "build.sh")], env=environment, check=True)
