@@ -234,12 +234,13 @@ def test_the_image_carries_the_collection_as_ansible_galaxy_would_build_it():
     paths = {
         "galaxy.yml": True, "plugins/modules/nixos_config.py": True, "roles/nixos_install/tasks/main.yml": True,
         "playbooks/first_boot.yml": True, "meta/runtime.yml": True, "tests/unit/test_nixos_flake.py": True,
-        ".venv": False, "build": False, "collections": False, ".git": False, ".ci": False, "molecule": False,
+        ".venv": False, "build": False, "collections": False, ".git": False, ".ci": False, ".config": False,
+        "molecule": False,
         "iso": False, ".pytest_cache": False, ".ruff_cache": False, ".hypothesis": False,
         "plugins/modules/__pycache__": False, "prenixos-baseline-0.1.0.tar.gz": False,
     }
     # The filter mirrors galaxy.yml: a new build_ignore entry must be added to collection-filter.nix too.
-    assert sorted(build_ignore) == sorted([".venv", "build", "collections", ".git", ".ci", "molecule", "iso",
+    assert sorted(build_ignore) == sorted([".venv", "build", "collections", ".git", ".ci", ".config", "molecule", "iso",
                                            "*.tar.gz", ".pytest_cache", ".ruff_cache", ".hypothesis",
                                            "**/__pycache__"])
     expression = "let keep = import %s \"/repo\"; in map (path: keep (\"/repo/\" + path) \"regular\") %s" % (
