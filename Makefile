@@ -63,12 +63,13 @@ molecule: venv ## Boot the ISO in QEMU and run every Molecule scenario
 build: venv ## Build the collection tarball into build/
 	mkdir -p $(BUILD) && $(BIN)/ansible-galaxy collection build --force --output-path $(BUILD) .
 
-# Every scenario is in one of the two sets. CORE_SCENARIOS (make test, CI) together cover every phase of
-# first boot, the default image's boot path (UEFI from the CD), provisioning a fleet over SSH, a refusal
-# and a wipe, and a missing link; make test-all adds the rest. README "Testing" has the figures.
+# make test (CI) runs CORE_SCENARIOS, make test-all every scenario. Today the whole matrix fits CI's budget
+# (make test-all on a clean clone: 2088 s), so the core set is every scenario. When it stops fitting, name
+# here a core set that covers every phase of first boot and the default image's boot path (default does),
+# e.g. default olddisks fleet nolink (about 1400 s with the other stages); README "Testing" has the figures.
 STAGES := deps venv lint sanity unit build iso
-CORE_SCENARIOS := default olddisks fleet nolink
 SCENARIOS := $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml))
+CORE_SCENARIOS := $(SCENARIOS)
 
 test: ## What CI runs: lint, sanity, unit, build, ISO, the core scenarios; each stage timed (build/test-times.json)
 	python3 tools/test_clock.py $(STAGES) -- $(CORE_SCENARIOS)
