@@ -59,9 +59,11 @@ ensure_tools() {
     [[ -x $venv/bin/ansible-galaxy ]] || { echo "no $venv/bin/ansible-galaxy: run 'make venv' first" >&2; exit 1; }
 }
 
-ansible_pin() {
-    sed -n 's/^ansible-core==\([^ ;#]*\).*/\1/p' "$repo/requirements.txt" | head -n1
+# A package's pinned version in requirements.txt (the image carries the same ansible-core and mitogen).
+pin() {
+    sed -n "s/^$1==\\([^ ;#]*\\).*/\\1/p" "$repo/requirements.txt" | head -n1
 }
+ansible_pin() { pin ansible-core; }
 
 # The keys baked into the image: SSH_KEY (space-separated .pub paths) or build/id_ed25519.
 collect_keys() {
@@ -87,7 +89,8 @@ collect_keys() {
 # ---------------------------------------------------------------- stage 1: the OS layer
 os_layer_key() {
     {
-        printf 'suite=%s mirror=%s security=%s ansible=%s zstd=%s\n' "$suite" "$mirror" "$security_mirror" "$(ansible_pin)" "$zstd_level"
+        printf 'suite=%s mirror=%s security=%s ansible=%s mitogen=%s zstd=%s\n' "$suite" "$mirror" "$security_mirror" \
+            "$(ansible_pin)" "$(pin mitogen)" "$zstd_level"
         declare -f build_os_layer
         (cd "$iso_src/os-layer" && find . -type f -o -type l | LC_ALL=C sort | while read -r f; do
             printf '%s %s\n' "$f" "$(stat -c %a "$f")"; sha256sum < "$f"; done)
@@ -101,7 +104,7 @@ build_os_layer() {
     "$venv/bin/pip" download -q --disable-pip-version-check --only-binary=:all: \
         --python-version 3.11 --implementation cp --abi cp311 \
         --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
-        -d "$work/wheels" "ansible-core==$(ansible_pin)" 2> >(grep -v 'is ignored: it is neither' >&2)
+        -d "$work/wheels" "ansible-core==$(ansible_pin)" "mitogen==$(pin mitogen)" 2> >(grep -v 'is ignored: it is neither' >&2)
     local packages
     packages=$(grep -v '^[[:space:]]*\(#\|$\)' "$iso_src/os-layer/packages.txt" | tr '\n' ',' | sed 's/,$//')
     # INITRD=No: the kernel's postinst makes no initramfs; the whole OS layer is the initramfs.
@@ -112,7 +115,7 @@ build_os_layer() {
         --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
         --dpkgopt='path-exclude=/usr/share/lintian/*' \
         --include="$packages" \
-        --customize-hook="$iso_src/os-layer/customize.sh \"\$1\" $work/wheels $(ansible_pin)" \
+        --customize-hook="$iso_src/os-layer/customize.sh \"\$1\" $work/wheels $(ansible_pin) $(pin mitogen)" \
         "$suite" "$work/root" \
         "deb $mirror $suite main non-free-firmware" \
         "deb $mirror $suite-updates main non-free-firmware" \

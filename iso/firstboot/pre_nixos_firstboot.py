@@ -16,6 +16,7 @@ Kernel command-line switches (anything else starting with ``prenixos.`` is repor
   prenixos.backups=1              give large/data one inode per 2 KiB (hard-link backups)
   prenixos.install=1              install NixOS onto the built disks (images with Nix only)
   prenixos.reboot=1               after installing NixOS, reboot into it
+  prenixos.mitogen=0              run the playbook with Ansible's own strategy instead of Mitogen's
 
 Python 3 standard library only.
 """
@@ -33,6 +34,9 @@ VENV = "/opt/pre-nixos/venv"
 PLAYBOOK = "prenixos.baseline.first_boot"
 LOG_DIR = "/var/log/pre-nixos"
 STATUS_PATH = "/run/pre-nixos/status.json"
+# Mitogen's strategies, installed in the image's venv: one Python runs every module task of the playbook
+# instead of a new process each (seconds per task under emulation). prenixos.mitogen=0 turns it off.
+MITOGEN_STRATEGIES = os.path.join(VENV, "lib", "python3.11", "site-packages", "ansible_mitogen", "plugins", "strategy")
 # Where the boot medium is mounted read-only, so disk_facts knows never to touch it.
 MEDIUM_MOUNT = "/run/live/medium"
 
@@ -45,6 +49,7 @@ SWITCHES = {
     "prenixos.backups": ("0", "1"),
     "prenixos.install": ("0", "1"),
     "prenixos.reboot": ("0", "1"),
+    "prenixos.mitogen": ("0", "1"),
 }
 # Boolean switches and the role variables they set.
 BOOLEAN_SWITCHES = (
@@ -144,8 +149,8 @@ def skip_everything(status, reason):
     return status
 
 
-def run_playbook(variables, log):
-    """ansible-playbook on the first-boot playbook, each output line to stdout and ``log``."""
+def ansible_environment(mitogen=True):
+    """The environment ansible-playbook runs in on the image (also what ``make bench`` measures)."""
     env = dict(
         os.environ,
         ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
@@ -161,6 +166,14 @@ def run_playbook(variables, log):
         LANG="C.UTF-8",
         PYTHONUNBUFFERED="1",
     )
+    if mitogen and os.path.isdir(MITOGEN_STRATEGIES):
+        env.update(ANSIBLE_STRATEGY_PLUGINS=MITOGEN_STRATEGIES, ANSIBLE_STRATEGY="mitogen_linear")
+    return env
+
+
+def run_playbook(variables, log, mitogen=True):
+    """ansible-playbook on the first-boot playbook, each output line to stdout and ``log``."""
+    env = ansible_environment(mitogen)
     command = [
         os.path.join(VENV, "bin", "ansible-playbook"), PLAYBOOK,
         "-i", "localhost,", "-c", "local",
@@ -222,7 +235,7 @@ def main():
             subprocess.run(["udevadm", "settle", "--timeout=120"], check=False)
             if switches.get("prenixos.medium"):
                 mount_medium(switches["prenixos.medium"])
-            rc = run_playbook(variables, log)
+            rc = run_playbook(variables, log, mitogen=switches.get("prenixos.mitogen") != "0")
         except Exception as error:  # the status file must still be closed
             note("ERROR: %s: %s" % (type(error).__name__, error))
             rc = 1

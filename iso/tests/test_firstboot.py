@@ -39,7 +39,7 @@ def test_unknown_switches_and_bad_values_are_reported_and_ignored(firstboot):
     assert switches == {"prenixos.firstboot": "0"}
     assert warnings == [
         "unknown switch 'prenixos.bogus=1' ignored (known: prenixos.backups, prenixos.firstboot, prenixos.install, "
-        "prenixos.reboot, prenixos.redundant, prenixos.storage, prenixos.wipe)",
+        "prenixos.mitogen, prenixos.reboot, prenixos.redundant, prenixos.storage, prenixos.wipe)",
         "'prenixos.wipe=yes' ignored: prenixos.wipe takes one of 0|1",
         "'prenixos.storage' ignored: prenixos.storage takes one of plan|apply|skip",
     ]
@@ -117,3 +117,16 @@ def test_a_clean_run_is_done(firstboot, tmp_path, monkeypatch):
     closed = firstboot.close_status(0, "/log")
 
     assert closed["state"] == "done" and "reason" not in closed
+
+
+def test_the_playbook_runs_under_mitogen_unless_switched_off(firstboot, tmp_path, monkeypatch):
+    monkeypatch.setattr(firstboot, "MITOGEN_STRATEGIES", str(tmp_path))
+    env = firstboot.ansible_environment()
+    assert (env["ANSIBLE_STRATEGY"], env["ANSIBLE_STRATEGY_PLUGINS"]) == ("mitogen_linear", str(tmp_path))
+    assert "ANSIBLE_STRATEGY" not in firstboot.ansible_environment(mitogen=False)
+    monkeypatch.setattr(firstboot, "MITOGEN_STRATEGIES", str(tmp_path / "absent"))
+    assert "ANSIBLE_STRATEGY" not in firstboot.ansible_environment()
+
+
+def test_mitogen_is_a_switch(firstboot):
+    assert firstboot.parse_cmdline("prenixos.mitogen=0") == ({"prenixos.mitogen": "0"}, [])

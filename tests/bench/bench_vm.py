@@ -11,8 +11,10 @@ does both). Boots tests/vm/machines/default.json twice under QEMU (KVM when it w
    that makes devices. That is the floor the product's storage phase is measured against.
 
 Also in the first machine: ``module_task_s``, the median seconds of one trivial module task
-(``ansible.builtin.ping``) in the guest's own Ansible, and ``empty_playbook_s``, the median of a playbook
-with no task. ``--baseline REV`` (``make bench BASELINE=REV``) builds that revision's image too, with the
+(``ansible.builtin.ping``) in the guest's own Ansible as first boot runs it (under Mitogen where the image
+has it), and ``empty_playbook_s``, the median of a playbook with no task; with Mitogen, also
+``module_task_plain_s`` and ``empty_playbook_plain_s`` under Ansible's own strategy (``prenixos.mitogen=0``).
+The re-run of the first-boot playbook runs as first boot does too. ``--baseline REV`` (``make bench BASELINE=REV``) builds that revision's image too, with the
 same key, boots both the same way one after the other and prints each figure for both with the ratio
 (this / baseline); build/bench.json then also holds ``baseline`` and ``ratios``.
 
@@ -44,6 +46,8 @@ WORK = os.path.join(ROOT, "build", "bench")
 ANSIBLE_ENV = ("ANSIBLE_COLLECTIONS_PATH=/usr/share/pre-nixos/collections ANSIBLE_PIPELINING=1 ANSIBLE_NOCOLOR=1 "
                "ANSIBLE_LOCALHOST_WARNING=0 ANSIBLE_INVENTORY_UNPARSED_WARNING=0")
 VENV = "/opt/pre-nixos/venv/bin"
+# Where an image that runs first boot under Mitogen has its strategies (pre_nixos_firstboot.MITOGEN_STRATEGIES).
+MITOGEN_STRATEGIES = "/opt/pre-nixos/venv/lib/python3.11/site-packages/ansible_mitogen/plugins/strategy"
 # The commands of the storage build that make device nodes: a script has to wait for udev after them.
 MAKES_DEVICES = ("sgdisk", "partx", "mdadm", "pvcreate", "vgcreate", "lvcreate")
 # Prefixes every line with the seconds since the epoch, as journalctl -o short-unix does (for slowest_tasks).
@@ -149,18 +153,25 @@ def slowest_tasks(log, count=8):
     return dict((name, seconds) for seconds, name in sorted(spans, reverse=True)[:count])
 
 
-def task_figures(state):
+def first_boot_env(state):
+    """The Ansible environment first boot runs with on this image: Mitogen's strategy where the image has it."""
+    if guest(state, "test -d %s && echo yes || true" % MITOGEN_STRATEGIES).strip() == "yes":
+        return ANSIBLE_ENV + " ANSIBLE_STRATEGY_PLUGINS=%s ANSIBLE_STRATEGY=mitogen_linear" % MITOGEN_STRATEGIES
+    return ANSIBLE_ENV
+
+
+def task_figures(state, env, suffix=""):
     """Median seconds of one trivial module task, and of an empty playbook, in the guest's own Ansible."""
     play = "%s %s/ansible-playbook /tmp/%%s.yml -i localhost, -c local -e ansible_python_interpreter=%s/python" % (
-        ANSIBLE_ENV, VENV, VENV)
+        env, VENV, VENV)
     guest(state, "cat > /tmp/ping.yml <<'EOF'\n%sEOF\ncat > /tmp/empty.yml <<'EOF'\n%sEOF" % (
         PING_PLAYBOOK, EMPTY_PLAYBOOK))
     empty = [timed(state, play % "empty") for _run in range(3)]
     timed(state, play % "ping", stamped=True)
     spans = [seconds for name, seconds in slowest_tasks(guest(state, "cat /tmp/timed.log"), TRIVIAL_TASKS + 1).items()
              if name.startswith("ping ")]
-    return {"module_task_s": round(statistics.median(spans), 2) if spans else None,
-            "empty_playbook_s": round(statistics.median(empty), 2)}
+    return {"module_task%s_s" % suffix: round(statistics.median(spans), 2) if spans else None,
+            "empty_playbook%s_s" % suffix: round(statistics.median(empty), 2)}
 
 
 def first_boot_figures(machine, iso):
@@ -172,15 +183,19 @@ def first_boot_figures(machine, iso):
                    "storage_started_s": since_start(state, status["phases"]["storage_plan"]["started"])}
         figures["ssh_before_storage"] = figures["ssh_ready_s"] < figures["storage_started_s"]
         figures["storage_apply_timing"] = status["phases"]["storage_apply"].get("details", {}).get("timing")
+        env = first_boot_env(state)
+        figures["mitogen"] = env != ANSIBLE_ENV
         rerun = timed(state, "%s %s/ansible-playbook prenixos.baseline.first_boot -i localhost, -c local "
-                             "-e ansible_python_interpreter=%s/python" % (ANSIBLE_ENV, VENV, VENV), stamped=True)
+                             "-e ansible_python_interpreter=%s/python" % (env, VENV, VENV), stamped=True)
         recap = guest(state, "grep -E 'localhost +: ok=' /tmp/timed.log").split()
         figures["rerun_s"] = rerun
         figures["rerun_recap"] = " ".join(f for f in recap if f.split("=")[0] in ("ok", "changed", "failed"))
         figures["rerun_slowest_tasks_s"] = slowest_tasks(guest(state, "cat /tmp/timed.log"))
         figures["first_boot_slowest_tasks_s"] = slowest_tasks(guest(
             state, "journalctl -b -u pre-nixos.service -o short-unix --no-pager"))
-        figures.update(task_figures(state))
+        figures.update(task_figures(state, env))
+        if figures["mitogen"]:  # and what a task costs with Ansible's own strategy (prenixos.mitogen=0)
+            figures.update(task_figures(state, ANSIBLE_ENV, "_plain"))
         return figures
     finally:
         qemu.stop(workdir)
@@ -256,8 +271,13 @@ def rows_of(figures):
         rows.append(("    storage_apply's %d commands: changing / reading the state" % apply_timing["commands"],
                      "%s s / %s s" % (apply_timing["changing_seconds"], apply_timing["reading_seconds"])))
     rows += [("first-boot playbook again (%s)" % boot_figures["rerun_recap"], "%s s" % boot_figures["rerun_s"]),
-             ("one trivial module task in the guest (median)", "%s s" % boot_figures.get("module_task_s")),
+             ("one trivial module task in the guest (median; Mitogen: %s)" % ("yes" if boot_figures.get("mitogen")
+                                                                                else "no"),
+              "%s s" % boot_figures.get("module_task_s")),
              ("an empty playbook in the guest (median)", "%s s" % boot_figures.get("empty_playbook_s")),
+             ("  the same two with Ansible's own strategy", "%s s / %s s" % (
+                 boot_figures.get("module_task_plain_s", boot_figures.get("module_task_s")),
+                 boot_figures.get("empty_playbook_plain_s", boot_figures.get("empty_playbook_s")))),
              ("storage build as a plain script (%d commands)" % figures["storage_floor"]["commands"],
               "%s s" % figures["storage_floor"]["script_s"]),
              ("storage_apply phase / plain script", "%s x" % figures["storage_ratio"]),
