@@ -11,11 +11,12 @@ does both). Boots tests/vm/machines/default.json twice under QEMU (KVM when it w
    that makes devices. That is the floor the product's storage phase is measured against.
 
 Also in the first machine: ``module_task_s``, the median seconds of one trivial module task
-(``ansible.builtin.ping``) in the guest's own Ansible as first boot runs it (under Mitogen where the image
-has it), and ``empty_playbook_s``, the median of a playbook with no task; with Mitogen, also
-``module_task_plain_s`` and ``empty_playbook_plain_s`` under Ansible's own strategy (``prenixos.mitogen=0``).
-The re-run of the first-boot playbook runs as first boot does too. ``--baseline REV`` (``make bench BASELINE=REV``) builds that revision's image too, with the
-same key, boots both the same way one after the other and prints each figure for both with the ratio
+(``ansible.builtin.ping``) in the guest's own Ansible as first boot runs it (under Mitogen where the
+image has it), and ``empty_playbook_s``, the median of a playbook with no task; with Mitogen, also
+``module_task_plain_s`` and ``empty_playbook_plain_s`` under Ansible's own strategy
+(``prenixos.mitogen=0``). The re-run of the first-boot playbook runs as first boot does too.
+``--baseline REV`` (``make bench BASELINE=REV``) builds that revision's image too, with the same key,
+boots both the same way one after the other and prints each figure for both with the ratio
 (this / baseline); build/bench.json then also holds ``baseline`` and ``ratios``.
 
 Writes everything, with the planner's figures, to build/bench.json.
@@ -270,9 +271,9 @@ def rows_of(figures):
     if apply_timing:
         rows.append(("    storage_apply's %d commands: changing / reading the state" % apply_timing["commands"],
                      "%s s / %s s" % (apply_timing["changing_seconds"], apply_timing["reading_seconds"])))
+    mitogen = "yes" if boot_figures.get("mitogen") else "no"
     rows += [("first-boot playbook again (%s)" % boot_figures["rerun_recap"], "%s s" % boot_figures["rerun_s"]),
-             ("one trivial module task in the guest (median; Mitogen: %s)" % ("yes" if boot_figures.get("mitogen")
-                                                                                else "no"),
+             ("one trivial module task in the guest (median; Mitogen: %s)" % mitogen,
               "%s s" % boot_figures.get("module_task_s")),
              ("an empty playbook in the guest (median)", "%s s" % boot_figures.get("empty_playbook_s")),
              ("  the same two with Ansible's own strategy", "%s s / %s s" % (
