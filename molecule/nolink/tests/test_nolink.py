@@ -12,7 +12,9 @@ from testlib import first_boot_status, guest_json, links_by_mac, nic_macs, plan,
 
 
 def first_boot_log(host):
-    return host.file("/var/log/pre-nixos/firstboot.log").content_string
+    """The log of the first run of first boot (converge runs it again once the LAN is up; firstboot.log is that one)."""
+    first = host.check_output("ls /var/log/pre-nixos/firstboot-*.log | sort | head -n 1")
+    return host.file(first).content_string
 
 
 def test_first_boot_recorded_the_network_failure_and_said_it_on_the_console(host):
@@ -57,3 +59,10 @@ def test_the_lan_came_up_once_the_cable_was_in(host):
     assert status["state"] == "done", "expected the run done once its failed phase was done: %s" % status["state"]
     timer = host.run("systemctl is-active pre-nixos-lan-retry.timer").stdout.strip()
     assert timer != "active", "expected the retry timer stopped once lan is configured, it is %s" % timer
+
+
+def test_the_nixos_configuration_names_the_lan(host):
+    """After the late cable and first boot run again, pre-nixos.nix names the NIC that carries the LAN."""
+    nix = host.file("/mnt/etc/nixos/pre-nixos.nix").content_string
+    assert nic_macs()[0] in nix.lower(), "expected pre-nixos.nix to name the LAN's MAC %s:\n%s" % (nic_macs()[0], nix)
+
