@@ -65,4 +65,3 @@ def test_the_nixos_configuration_names_the_lan(host):
     """After the late cable and first boot run again, pre-nixos.nix names the NIC that carries the LAN."""
     nix = host.file("/mnt/etc/nixos/pre-nixos.nix").content_string
     assert nic_macs()[0] in nix.lower(), "expected pre-nixos.nix to name the LAN's MAC %s:\n%s" % (nic_macs()[0], nix)
-
