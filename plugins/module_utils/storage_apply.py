@@ -54,7 +54,9 @@ The build steps, in order, and why each one is safe to re-run after a kill betwe
     names. ``--assume-clean`` is deliberately not used: on RAID5/6 it leaves parity that does not
     match the data, so a later disk failure can rebuild garbage for stripes updated by
     read-modify-write, and every scrub reports mismatches; on RAID1 it would only save background
-    I/O. The initial resync runs in the background and the array is usable at once.
+    I/O. The array is usable at once; its initial sync is held (``--action=frozen``) until the
+    build is done, then runs in the background (``--action=idle``, the last step; see
+    ``Builder.release_syncs``), so it does not compete with the build for the disks and the CPU.
 ``pvcreate`` / ``vgcreate`` / ``vgextend``
     LVM commits its metadata atomically; an existing PV (orphan or in the planned VG) or VG is
     kept, so a re-run only does what is missing.
@@ -781,6 +783,11 @@ def leftovers(state, disks):
 # ---------------------------------------------------------------- building
 
 
+def syncs(level):
+    """Whether an md array of ``level`` has a sync to hold (raid0 and linear have no redundancy to sync)."""
+    return str(level).replace("raid", "") not in ("0", "linear")
+
+
 class Builder:
     """The build steps for ``view`` from ``state`` (see the module docstring for the order).
 
@@ -807,9 +814,11 @@ class Builder:
         self.filesystems()
         self.mounts()
         self.swaps()
+        self.release_syncs()
         return self.steps
 
-    STAGES = {"partition": 1, "settle": None, "filesystem": None, "array": 2, "lvm": 3, "mount": 3, "swap": 3}
+    STAGES = {"partition": 1, "settle": None, "filesystem": None, "array": 2, "lvm": 3, "mount": 3, "swap": 3,
+              "sync": 3}
 
     def add(self, argv, why, phase, **kwargs):
         stage = self.STAGES[phase] or (self.steps[-1].stage if self.steps else 1)
@@ -972,6 +981,24 @@ class Builder:
                  "create array %s" % name, "array", precheck=self.members_blank(members))
         self.fresh.add(array["device"])
         self.settle("wait for %s" % array["device"], [array["device"]])
+        if syncs(array["level"]):
+            self.add([tools("mdadm"), "--misc", "--action=frozen", array["device"]],
+                     "hold the initial sync of array %s while the rest is built" % name, "array")
+
+    def release_syncs(self):
+        """Last: let the arrays this build created (or a killed build left held) sync in the background.
+
+        A new array's initial sync would otherwise compete with every later command for the disks and
+        the CPU; held while the build runs (``--action=frozen``, which the kernel forgets at reboot),
+        it resumes from where it stood. Writes stay safe meanwhile: md computes full parity for
+        stripes not synced yet.
+        """
+        for array in self.view.arrays.values():
+            path = self.array_paths.get(array["name"], array["device"])
+            kname = self.kname(path)
+            if (path in self.fresh and syncs(array["level"])) or (kname is not None and self.state.md_frozen(kname)):
+                self.add([self.tools("mdadm"), "--misc", "--action=idle", path],
+                         "let array %s sync in the background" % array["name"], "sync")
 
     def add_member(self, array, array_path, member, zero=None):
         if zero is None:
@@ -1387,7 +1414,11 @@ class Applier:
             after = planned_layout(self.view, self.root, before) if planned else before
             return self.result(bool(planned), [step.argv for step in planned], before, after, wiped)
 
-        final = self.build_in_stages(state, build)
+        try:
+            final = self.build_in_stages(state, build)
+        except ApplyError:
+            self.release_held()
+            raise
         self.refuse_faulty_members(final)
         return self.result(bool(self.executed), list(self.executed), before, layout_of(self.view, final, self.root),
                            wiped)
@@ -1414,6 +1445,12 @@ class Applier:
             self.guard(build, Guard(self.view, state, self.root))
         raise ApplyError("the disks did not converge to the plan; still to do: %s"
                          % "; ".join(step.why for step in build), commands=list(self.executed))
+
+    def release_held(self):
+        """After a failed build: let the arrays this run held sync again (best effort; a reboot does too)."""
+        for argv in self.executed:
+            if "--action=frozen" in argv:
+                self.runner.run(argv[:-2] + ["--action=idle", argv[-1]], check=False)
 
     def refuse_faulty_members(self, state):
         """A planned array that lost a member (the kernel marked it faulty) fails the run, layout kept."""

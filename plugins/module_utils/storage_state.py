@@ -373,6 +373,7 @@ class StorageState:
         self.tables = {}
         self.mdstat = {}
         self.md_details = {}
+        self.md_sync = {}  # kname -> sysfs sync_action of an active array (idle, resync, recover, frozen, ...)
         self.superblocks = {}
         self.pvs = []
         self.vgs = {}
@@ -498,6 +499,10 @@ class StorageState:
         entry = self.mdstat.get(kname)
         return bool(entry and entry["active"])
 
+    def md_frozen(self, kname):
+        """True when the array's resync or recovery is held (sysfs ``sync_action`` is ``frozen``)."""
+        return self.md_sync.get(kname) == "frozen"
+
     def md_level(self, kname):
         entry = self.mdstat.get(kname) or {}
         return entry.get("level") or (self.md_details.get(kname) or {}).get("level")
@@ -566,6 +571,7 @@ class StorageState:
         blank.mdstat = {name: entry for name, entry in self.mdstat.items()
                         if name not in gone and not set(self.md_members(name)) & gone}
         blank.md_details = {name: entry for name, entry in self.md_details.items() if name in blank.mdstat}
+        blank.md_sync = {name: action for name, action in self.md_sync.items() if name in blank.mdstat}
         blank.superblocks = {name: entry for name, entry in self.superblocks.items() if name not in gone}
         gone_vgs = {pv["vg_name"] for pv in self.pvs if self.pv_kname(pv) in gone and pv["vg_name"]}
         blank.pvs = [pv for pv in self.pvs if self.pv_kname(pv) not in gone]
@@ -641,6 +647,8 @@ def read_state(runner, disk_names, tools=None, sysfs_root="/sys", proc_root="/pr
             device = "/dev/" + kname
             out = runner.run([tool(tools, "mdadm"), "--detail", "--export", device])[1]
             state.md_details[kname] = parse_mdadm_detail(out, device)
+            action = read_text(os.path.join(sysfs_root, "block", kname, "md", "sync_action"), missing_ok=True)
+            state.md_sync[kname] = action.strip() or None
 
     for kind, fields, parser, attribute in (
         ("pvs", PVS_FIELDS, parse_pvs, "pvs"),

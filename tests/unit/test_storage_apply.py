@@ -52,9 +52,11 @@ BUILD_DEFAULT = [
     "mdadm --create /dev/md/swap --name=swap --homehost=any --level=raid1 --raid-devices=2 --metadata=1.2 --run "
     "/dev/sdc1 /dev/sdd1",
     "udevadm settle -t 30",
+    "mdadm --misc --action=frozen /dev/md/swap",
     "mdadm --create /dev/md/large --name=large --homehost=any --level=raid5 --raid-devices=3 --metadata=1.2 --run "
     "/dev/sde1 /dev/sdf1 /dev/sdg1",
     "udevadm settle -t 30",
+    "mdadm --misc --action=frozen /dev/md/large",
     "pvcreate /dev/md/main",
     "vgcreate main /dev/md/main",
     "pvcreate /dev/nvme0n1p1",
@@ -81,6 +83,8 @@ BUILD_DEFAULT = [
     "mkdir -p /mnt/home",
     "mount -t ext4 -L home /mnt/home",
     "swapon -L swap",
+    "mdadm --misc --action=idle /dev/md/swap",
+    "mdadm --misc --action=idle /dev/md/large",
 ]
 
 # The default machine, built: what the fake holds afterwards.
@@ -584,8 +588,37 @@ def test_an_array_half_created_by_a_killed_mdadm_is_zeroed_and_created_again(tmp
         "mdadm --create /dev/md/large --name=large --homehost=any --level=raid5 --raid-devices=3 --metadata=1.2 "
         "--run /dev/sde1 /dev/sdf1 /dev/sdg1",
         "udevadm settle -t 30",
+        "mdadm --misc --action=frozen /dev/md/large",
     ] + BUILD_DEFAULT[BUILD_DEFAULT.index("pvcreate /dev/md/main"):]
     assert machine.summary()["arrays"]["any:large"] == ("raid5", True, ["sde1", "sdf1", "sdg1"])
+
+
+def test_new_arrays_do_not_sync_while_the_build_runs_and_sync_once_it_is_done(tmp_path):
+    machine = default_machine(tmp_path)
+    during = {}
+
+    def watch(argv):
+        if argv[0] == "mkfs.ext4":
+            during[argv[2]] = {a["name"]: a.get("sync") for a in machine.arrays.values()}
+
+    machine.on_command = watch
+    apply(machine)
+    assert during["slash"] == {"any:main": None, "any:swap": "frozen", "any:large": "frozen"}, during
+    assert {a["name"]: a.get("sync") for a in machine.arrays.values()} == {
+        "any:main": None, "any:swap": "resync", "any:large": "resync"}, "expected the held syncs released"
+    assert not [argv for argv in machine.mutating_commands() if "/dev/md/main" in argv and "--misc" in argv], (
+        "raid0 has no sync to hold")
+
+
+def test_a_failed_build_lets_the_arrays_it_held_sync_again(tmp_path):
+    machine = default_machine(tmp_path)
+    machine.fail_when = lambda argv: (1, "mke2fs: Input/output error") if argv[:3] == ["mkfs.ext4", "-L", "data"] else None
+    error = refused(machine)
+    assert "mke2fs: Input/output error" in str(error.details), error.details
+    assert {a["name"]: a.get("sync") for a in machine.arrays.values()} == {
+        "any:main": None, "any:swap": "resync", "any:large": "resync"}
+    assert lines(machine.mutating_commands())[-2:] == [
+        "mdadm --misc --action=idle /dev/md/swap", "mdadm --misc --action=idle /dev/md/large"]
 
 
 def test_an_array_whose_members_all_carry_our_superblock_is_assembled_not_created(tmp_path):
@@ -597,7 +630,7 @@ def test_an_array_whose_members_all_carry_our_superblock_is_assembled_not_create
     assert lines(result["commands"])[:4] == [
         "mdadm --assemble /dev/md/swap /dev/sdc1 /dev/sdd1",
         "udevadm settle -t 30",
-        BUILD_DEFAULT[BUILD_DEFAULT.index("udevadm settle -t 30", 22) + 1],
+        next(line for line in BUILD_DEFAULT if line.startswith("mdadm --create /dev/md/large")),
         "udevadm settle -t 30",
     ]
     assert machine.summary()["arrays"]["any:swap"] == ("raid1", True, ["sdc1", "sdd1"])
@@ -625,7 +658,9 @@ def test_after_a_reboot_mid_build_a_new_run_reactivates_nothing_twice_and_finish
     kill_before(machine, "mkfs.ext4 -L home")
     machine.reboot()
     result = apply(machine)
-    assert lines(result["commands"]) == BUILD_DEFAULT[BUILD_DEFAULT.index("mkfs.ext4 -L home /dev/main/home"):]
+    rest = BUILD_DEFAULT[BUILD_DEFAULT.index("mkfs.ext4 -L home /dev/main/home"):]
+    assert lines(result["commands"]) == [line for line in rest if "--action=idle" not in line], (
+        "expected nothing built twice, and no array to release: a reboot forgets that a sync was held")
     assert machine.summary() == BUILT_DEFAULT
 
 

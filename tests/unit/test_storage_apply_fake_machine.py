@@ -655,6 +655,17 @@ class FakeMachine:
             self.write_superblock(member, array["name"], array["uuid"], array["level"], array["devices"])
             array["members"].append(member)
             return ""
+        actions = [a.split("=", 1)[1] for a in argv if a.startswith("--action=")]
+        if "--misc" in argv and actions:
+            kname = self.node(argv[-1])
+            array = self.arrays.get(kname)
+            if array is None or not array["active"]:
+                raise Refused(1, "mdadm: Cannot open %s" % argv[-1])
+            if array["level"] in ("raid0", "linear"):
+                raise Refused(1, "mdadm: could not set action for %s to %s: Invalid argument" % (argv[-1], actions[0]))
+            array["sync"] = {"frozen": "frozen", "idle": "resync" if array.get("sync") == "frozen" else "idle"}[
+                actions[0]]
+            return ""
         raise AssertionError("the fake mdadm does not know %s" % argv)
 
     def check_free(self, kname, path):
@@ -687,7 +698,9 @@ class FakeMachine:
             raise Killed("inside " + " ".join(argv))
         for kname in knames:
             self.write_superblock(kname, name, uuid, level, len(members))
-        self.start_array(name, uuid, level, len(members), knames)
+        array = self.start_array(name, uuid, level, len(members), knames)
+        if level not in ("raid0", "linear"):
+            self.arrays[array]["sync"] = "resync"  # the initial sync starts at once
         return ""
 
     def md_assemble(self, argv):
@@ -1079,6 +1092,8 @@ class FakeMachine:
                     wanted["sys/block/%s/slaves/%s" % (kname, slave)] = ("file", "")
             if kname in self.loops:
                 wanted["sys/block/%s/loop/backing_file" % kname] = ("file", self.loops[kname] + "\n")
+            if self.arrays.get(kname, {}).get("active"):
+                wanted["sys/block/%s/md/sync_action" % kname] = ("file", self.arrays[kname].get("sync", "idle") + "\n")
 
         written = getattr(self, "written", {})
         for relative in set(written) - set(wanted):
