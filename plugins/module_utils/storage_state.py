@@ -50,14 +50,27 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.disks import (
 LSBLK_ARGS = ("-J", "-b", "-O")
 # --pairs is partx's listing mode itself: it cannot be combined with --show (util-linux refuses both at once).
 PARTX_ARGS = ("--pairs", "--bytes", "--noheadings", "--output", "NR,START,SIZE,NAME,TYPE,SCHEME")
+
+
+def each_script(options):
+    """The shell that runs ``tool OPTIONS device`` for every device, each output followed by its exit code."""
+    return EACH_SCRIPT % " ".join(options)
+
+
 LVM_REPORT_ARGS = ("--reportformat", "json", "--units", "b", "--nosuffix", "-o")
 PVS_FIELDS = "pv_name,vg_name,pv_size,pv_uuid"
 VGS_FIELDS = "vg_name,vg_size,vg_free,vg_extent_size,vg_attr,pv_count,lv_count"
 LVS_FIELDS = "lv_name,vg_name,lv_size,lv_path,lv_dm_path,lv_active,lv_attr"
 
 # blkid -p of every device given after the tool's path, each followed by its exit code on a line of its own.
-PROBE_SCRIPT = 'blkid=$1; shift; for device do "$blkid" -p -o export "$device"; echo "BLKID_RC=$?"; done'
-PROBE_RC = "BLKID_RC="
+# The reads of many devices go through one shell (``each_script``): under emulation every command
+# the module starts costs it a fork of its own interpreter. The options are constants of this file,
+# never data; the devices come as arguments.
+EACH_RC = "PRENIXOS_RC="
+EACH_SCRIPT = 'tool=$1; shift; for device do "$tool" %s "$device"; echo "' + EACH_RC + '$?"; done'
+PROBE_OPTIONS = ("-p", "-o", "export")
+EXAMINE_OPTIONS = ("--examine", "--export")
+DETAIL_OPTIONS = ("--detail", "--export")
 BLKID_NOTHING_FOUND = 2  # blkid -p: no signature on the device
 BLKID_AMBIVALENT = 8  # blkid -p: several signatures, nothing decided
 
@@ -642,13 +655,15 @@ def read_state(runner, disk_names, tools=None, sysfs_root="/sys", proc_root="/pr
     state.mdstat = parse_mdstat(read_text(os.path.join(proc_root, "mdstat"), missing_ok=True))
     state.swaps = [state.kname_of(path) or path for path in parse_swaps(
         read_text(os.path.join(proc_root, "swaps"), missing_ok=True) or "Filename\n")]
-    for kname, entry in sorted(state.mdstat.items()):
-        if entry["active"]:
-            device = "/dev/" + kname
-            out = runner.run([tool(tools, "mdadm"), "--detail", "--export", device])[1]
-            state.md_details[kname] = parse_mdadm_detail(out, device)
-            action = read_text(os.path.join(sysfs_root, "block", kname, "md", "sync_action"), missing_ok=True)
-            state.md_sync[kname] = action.strip() or None
+    active = [kname for kname, entry in sorted(state.mdstat.items()) if entry["active"]]
+    details, err = run_each(runner, tools, "mdadm", DETAIL_OPTIONS, ["/dev/" + kname for kname in active])
+    for kname, (rc, out) in zip(active, details, strict=True):
+        device = "/dev/" + kname
+        if rc != 0:
+            raise StateError("mdadm --detail %s failed (rc=%s): %s" % (device, rc, excerpt(err)))
+        state.md_details[kname] = parse_mdadm_detail(out, device)
+        action = read_text(os.path.join(sysfs_root, "block", kname, "md", "sync_action"), missing_ok=True)
+        state.md_sync[kname] = action.strip() or None
 
     for kind, fields, parser, attribute in (
         ("pvs", PVS_FIELDS, parse_pvs, "pvs"),
@@ -665,43 +680,53 @@ def read_state(runner, disk_names, tools=None, sysfs_root="/sys", proc_root="/pr
                          if kname not in to_probe and state.node_size(kname) != 0]  # an inactive array: no content
     probes = probe_devices(runner, tools, [state.node_path(kname) for kname in to_probe])
     state.probes.update(zip(to_probe, probes, strict=True))
-    for disk in disk_names:
-        if not state.present(disk):
-            continue
-        state.tables[disk] = None
-        if state.probes[disk].get("PTTYPE"):
-            device = "/dev/" + disk
-            rc, out, err = runner.run([tool(tools, "partx")] + list(PARTX_ARGS) + [device], check=False)
-            if rc != 0 and (out.strip() or "failed to read partition table" not in err):
-                raise StateError("partx --pairs %s failed (rc=%s): %s" % (device, rc, err.strip()))
-            state.tables[disk] = parse_partx(out, device) if rc == 0 else []
-        for kname in [disk] + state.descendants(disk):
-            if state.probe(kname).get("TYPE") == "linux_raid_member":
-                superblock = examine(runner, tools, state.node_path(kname))
-                if superblock is not None:
-                    state.superblocks[kname] = superblock
+    present = [disk for disk in disk_names if state.present(disk)]
+    state.tables.update((disk, None) for disk in present)
+    tabled = [disk for disk in present if state.probes[disk].get("PTTYPE")]
+    tables, err = run_each(runner, tools, "partx", PARTX_ARGS, ["/dev/" + disk for disk in tabled])
+    for disk, (rc, out) in zip(tabled, tables, strict=True):
+        device = "/dev/" + disk
+        if rc != 0 and (out.strip() or "%s: failed to read partition table" % device not in err):
+            raise StateError("partx --pairs %s failed (rc=%s): %s" % (device, rc, excerpt(err)))
+        state.tables[disk] = parse_partx(out, device) if rc == 0 else []
+    members = [kname for disk in present for kname in [disk] + state.descendants(disk)
+               if state.probe(kname).get("TYPE") == "linux_raid_member"]
+    paths = [state.node_path(kname) for kname in members]
+    examined, _err = run_each(runner, tools, "mdadm", EXAMINE_OPTIONS, paths)
+    for kname, path, (rc, out) in zip(members, paths, examined, strict=True):
+        if rc == 0:
+            state.superblocks[kname] = parse_mdadm_examine(out, path)
     return state
 
 
-def probe_devices(runner, tools, devices):
-    """``blkid -p`` of each of ``devices``, parsed, in order, from one shell (PROBE_SCRIPT).
+def run_each(runner, tools, name, options, devices):
+    """``name OPTIONS device`` for each of ``devices``, in order: ``([(rc, stdout), ...], stderr of all)``.
 
-    Under emulation each command costs the module about a second, and one ``blkid -p`` with several
-    devices stops at the first blank one, so the probes of a read go through one ``sh -c``.
+    One device runs the tool itself; more run through one shell (``each_script``).
     """
     if len(devices) < 2:
-        return [probe_device(runner, tools, device) for device in devices]
-    out = runner.run([tool(tools, "sh"), "-c", PROBE_SCRIPT, "probe", tool(tools, "blkid")] + list(devices))[1]
+        results = [runner.run([tool(tools, name)] + list(options) + [device], check=False) for device in devices]
+        return [(rc, out) for rc, out, _err in results], "".join(err for _rc, _out, err in results)
+    _rc, out, err = runner.run([tool(tools, "sh"), "-c", each_script(options), name, tool(tools, name)]
+                               + list(devices))
     results, lines = [], []
     for line in out.splitlines():
-        if line.startswith(PROBE_RC):
-            results.append((to_int(line[len(PROBE_RC):], "exit code", "blkid -p"), "\n".join(lines)))
+        if line.startswith(EACH_RC):
+            results.append((to_int(line[len(EACH_RC):], "exit code", " ".join((name,) + tuple(options))),
+                            "\n".join(lines)))
             lines = []
         else:
             lines.append(line)
     if len(results) != len(devices) or lines:
-        raise StateError("the blkid -p probes of %d devices printed %d results: %s"
-                         % (len(devices), len(results), excerpt(out)))
+        raise StateError("%s %s of %d devices printed %d results: %s"
+                         % (name, " ".join(options), len(devices), len(results), excerpt(out)))
+    return results, err
+
+
+def probe_devices(runner, tools, devices):
+    """``blkid -p`` of each of ``devices``, parsed, in order (one ``blkid -p`` with several devices
+    stops at the first blank one, so each device gets its own, all from one shell)."""
+    results, _err = run_each(runner, tools, "blkid", PROBE_OPTIONS, devices)
     return [parse_blkid(text, rc, device) for device, (rc, text) in zip(devices, results, strict=True)]
 
 
@@ -709,11 +734,3 @@ def probe_device(runner, tools, device):
     """``blkid -p`` of one device, parsed (``{}`` when blank)."""
     rc, out = runner.run([tool(tools, "blkid"), "-p", "-o", "export", device], check=False)[:2]
     return parse_blkid(out, rc, device)
-
-
-def examine(runner, tools, device):
-    """The md superblock on ``device``, or None when mdadm finds none."""
-    rc, out = runner.run([tool(tools, "mdadm"), "--examine", "--export", device], check=False)[:2]
-    if rc != 0:
-        return None
-    return parse_mdadm_examine(out, device)

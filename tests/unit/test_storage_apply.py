@@ -593,6 +593,28 @@ def test_an_array_half_created_by_a_killed_mdadm_is_zeroed_and_created_again(tmp
     assert machine.summary()["arrays"]["any:large"] == ("raid5", True, ["sde1", "sdf1", "sdg1"])
 
 
+class CountingRunner:
+    """The runner the engine sees: what it starts itself, however many devices a shell reads."""
+
+    def __init__(self, inner):
+        self.inner, self.argvs = inner, []
+
+    def run(self, argv, **kwargs):
+        self.argvs.append(list(argv))
+        return self.inner.run(argv, **kwargs)
+
+
+def test_a_read_starts_the_same_commands_however_many_disks_and_arrays_there_are(tmp_path):
+    machine = default_machine(tmp_path)
+    apply(machine)
+    runner = CountingRunner(machine)
+    state = read_state(runner, list(PlanView(DEFAULT_PLAN).disks), **machine.roots)
+    assert [argv[0] if argv[0] != "sh" else "sh " + argv[3] for argv in runner.argvs] == [
+        "udevadm", "lsblk", "sh mdadm", "pvs", "vgs", "lvs", "sh blkid", "sh partx", "sh mdadm"], runner.argvs
+    assert len(state.md_details) == 3 and len(state.superblocks) == 7 and len(state.tables) == 8
+    assert all(state.tables.values()), state.tables
+
+
 def test_new_arrays_do_not_sync_while_the_build_runs_and_sync_once_it_is_done(tmp_path):
     machine = default_machine(tmp_path)
     during = {}
@@ -612,7 +634,8 @@ def test_new_arrays_do_not_sync_while_the_build_runs_and_sync_once_it_is_done(tm
 
 def test_a_failed_build_lets_the_arrays_it_held_sync_again(tmp_path):
     machine = default_machine(tmp_path)
-    machine.fail_when = lambda argv: (1, "mke2fs: Input/output error") if argv[:3] == ["mkfs.ext4", "-L", "data"] else None
+    machine.fail_when = lambda argv: (1, "mke2fs: Input/output error") if argv[:3] == [
+        "mkfs.ext4", "-L", "data"] else None
     error = refused(machine)
     assert "mke2fs: Input/output error" in str(error.details), error.details
     assert {a["name"]: a.get("sync") for a in machine.arrays.values()} == {

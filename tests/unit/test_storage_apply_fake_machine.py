@@ -23,7 +23,14 @@ import os
 import pytest
 
 from ansible_collections.prenixos.baseline.plugins.module_utils.runner import CommandError
-from ansible_collections.prenixos.baseline.plugins.module_utils.storage_state import PROBE_SCRIPT
+from ansible_collections.prenixos.baseline.plugins.module_utils.storage_state import (
+    DETAIL_OPTIONS,
+    EACH_RC,
+    EXAMINE_OPTIONS,
+    PARTX_ARGS,
+    PROBE_OPTIONS,
+    each_script,
+)
 
 KiB, MiB, GiB = 1024, 1024 ** 2, 1024 ** 3
 SECTOR = 512
@@ -42,6 +49,10 @@ READ_ONLY = {"lsblk", "blkid", "pvs", "vgs", "lvs", "udevadm"}
 # What real partx takes as its one mode: two at once is an error (util-linux: "mutually exclusive arguments").
 PARTX_MODES = {"--pairs", "--add", "--delete", "--list", "--raw", "--show", "--update", "-P", "-a", "-d", "-l", "-r",
                "-s", "-u"}
+
+
+EACH_SCRIPTS = {each_script(options): options
+                for options in (PROBE_OPTIONS, EXAMINE_OPTIONS, DETAIL_OPTIONS, PARTX_ARGS)}
 
 
 class Killed(BaseException):
@@ -414,6 +425,8 @@ class FakeMachine:
                 raise Refused(*failure)
             out = self.dispatch(command, argv)
             rc, err = 0, ""
+            if isinstance(out, tuple):  # the shell: its stdout and the stderr of what it ran
+                out, err = out
         except Refused as refused:
             out, rc, err = "", refused.rc, refused.stderr
         if mutating:
@@ -426,7 +439,7 @@ class FakeMachine:
         if command in READ_ONLY:
             return False
         if command == "sh":
-            return argv[1:3] != ["-c", PROBE_SCRIPT]
+            return argv[2] not in EACH_SCRIPTS
         if command == "partx":
             return "--pairs" not in argv
         if command == "mdadm":
@@ -568,20 +581,21 @@ class FakeMachine:
         return "\n".join(lines) + "\n"
 
     def do_sh(self, argv):
-        """The one shell the engine runs: blkid -p of each device, each followed by its exit code."""
-        assert argv[1:4] == ["-c", PROBE_SCRIPT, "probe"], argv
-        out = []
+        """The one shell the engine runs: a read tool on each device, each output followed by its exit code."""
+        assert argv[1] == "-c" and argv[2] in EACH_SCRIPTS, argv
+        out, err = [], []
         for device in argv[5:]:
-            probe = [argv[4], "-p", "-o", "export", device]
-            self.calls.append(probe)
+            call = [argv[4]] + list(EACH_SCRIPTS[argv[2]]) + [device]
+            self.calls.append(call)
             if self.on_command is not None:
-                self.on_command(probe)
+                self.on_command(call)
             try:
-                text, rc = self.do_blkid(probe), 0
+                text, rc = self.dispatch(os.path.basename(argv[4]), call), 0
             except Refused as refused:
                 text, rc = "", refused.rc
-            out.append("%sBLKID_RC=%d\n" % (text, rc))
-        return "".join(out)
+                err.append(refused.stderr + "\n")
+            out.append("%s%s%s%d\n" % (text, "" if not text or text.endswith("\n") else "\n", EACH_RC, rc))
+        return "".join(out), "".join(err)
 
     def do_partx(self, argv):
         disk = argv[-1][len("/dev/"):]

@@ -53,15 +53,16 @@ def test_blkid_on_a_disk_gives_its_partition_table():
 
 
 def test_the_probes_of_several_devices_run_in_one_shell_each_with_its_exit_code():
-    out = fixture("blkid_esp.txt") + "BLKID_RC=0\nBLKID_RC=2\nBLKID_RC=8\n"
+    out = fixture("blkid_esp.txt") + "PRENIXOS_RC=0\nPRENIXOS_RC=2\nPRENIXOS_RC=8\n"
     runner = RecordingRunner({("sh", "-c"): (0, out, "")})
     probes = storage_state.probe_devices(runner, {}, ["/dev/sda1", "/dev/sdc", "/dev/sdd"])
     assert probes == [parse_blkid(fixture("blkid_esp.txt"), 0, "/dev/sda1"), {}, {"AMBIVALENT": "1"}]
-    assert runner.calls == [["sh", "-c", storage_state.PROBE_SCRIPT, "probe", "blkid", "/dev/sda1", "/dev/sdc",
-                             "/dev/sdd"]]
+    assert runner.calls == [["sh", "-c", storage_state.each_script(storage_state.PROBE_OPTIONS), "blkid", "blkid",
+                             "/dev/sda1", "/dev/sdc", "/dev/sdd"]]
 
 
-@pytest.mark.parametrize("out", ["BLKID_RC=0\n", "BLKID_RC=0\nBLKID_RC=2\nTYPE=ext4\n", "BLKID_RC=x\nBLKID_RC=0\n"])
+@pytest.mark.parametrize("out", ["PRENIXOS_RC=0\n", "PRENIXOS_RC=0\nPRENIXOS_RC=2\nTYPE=ext4\n",
+                                 "PRENIXOS_RC=x\nPRENIXOS_RC=0\n"])
 def test_probes_that_printed_too_little_or_too_much_are_a_clear_error(out):
     runner = RecordingRunner({("sh", "-c"): (0, out, "")})
     with pytest.raises(StateError, match="blkid -p"):
