@@ -78,3 +78,30 @@ def test_an_unwritable_cache_still_imports(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert run_import(make_zip(tmp_path / "one.zip", SOURCE), blocker / "cache")[0] == "first"
+
+
+def run_compile(cache, dont_inherit=True):
+    """compile() a module's source as Mitogen does, in a new Python with the hook; its VALUE and file name."""
+    code = ("import sys; sys.path.insert(0, %r); import prenixos_zip_pycache; "
+            "namespace = {}; exec(compile(%r, '/from/the/controller/mod.py', 'exec', 0, %r), namespace); "
+            "print(namespace['VALUE']); print(namespace['where'].__code__.co_filename)"
+            % (HOOK_DIR, SOURCE, dont_inherit))
+    env = dict(os.environ, PRENIXOS_ZIP_PYCACHE=str(cache))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    return out.splitlines()
+
+
+def test_source_that_mitogen_compiles_is_read_back_from_the_cache(tmp_path):
+    cache = tmp_path / "cache"
+    assert run_compile(cache) == ["first", "/from/the/controller/mod.py"]
+    (entry,) = os.listdir(cache)
+    import marshal
+
+    (cache / entry).write_bytes(marshal.dumps(compile(SOURCE.replace("first", "from the cache"), "x", "exec")))
+    assert run_compile(cache) == ["from the cache", "/from/the/controller/mod.py"]
+
+
+def test_a_compile_that_inherits_its_callers_flags_is_not_cached(tmp_path):
+    cache = tmp_path / "cache"
+    assert run_compile(cache, dont_inherit=False)[0] == "first"
+    assert not cache.exists() or not os.listdir(cache)
