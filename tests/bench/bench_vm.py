@@ -47,8 +47,11 @@ WORK = os.path.join(ROOT, "build", "bench")
 ANSIBLE_ENV = ("ANSIBLE_COLLECTIONS_PATH=/usr/share/pre-nixos/collections ANSIBLE_PIPELINING=1 ANSIBLE_NOCOLOR=1 "
                "ANSIBLE_LOCALHOST_WARNING=0 ANSIBLE_INVENTORY_UNPARSED_WARNING=0")
 VENV = "/opt/pre-nixos/venv/bin"
-# Where an image that runs first boot under Mitogen has its strategies (pre_nixos_firstboot.MITOGEN_STRATEGIES).
-MITOGEN_STRATEGIES = "/opt/pre-nixos/venv/lib/python3.11/site-packages/ansible_mitogen/plugins/strategy"
+# Asks the image's first-boot wrapper for the Ansible settings it runs the playbook with (Mitogen's strategy, or
+# Ansible's own with mitogen=False); an image whose wrapper does not say (the baseline's) gets ANSIBLE_ENV.
+WRAPPER_ENV = ("python3 -Ic 'import json, sys; sys.path.insert(0, \"/usr/local/lib/pre-nixos\"); "
+               "import pre_nixos_firstboot as wrapper; env = getattr(wrapper, \"ansible_environment\", None); "
+               "print(json.dumps(env and {k: v for k, v in env(mitogen=%s).items() if k.startswith(\"ANSIBLE_\")}))'")
 # The commands of the storage build that make device nodes: a script has to wait for udev after them.
 MAKES_DEVICES = ("sgdisk", "partx", "mdadm", "pvcreate", "vgcreate", "lvcreate")
 # Prefixes every line with the seconds since the epoch, as journalctl -o short-unix does (for slowest_tasks).
@@ -154,11 +157,10 @@ def slowest_tasks(log, count=8):
     return dict((name, seconds) for seconds, name in sorted(spans, reverse=True)[:count])
 
 
-def first_boot_env(state):
-    """The Ansible environment first boot runs with on this image: Mitogen's strategy where the image has it."""
-    if guest(state, "test -d %s && echo yes || true" % MITOGEN_STRATEGIES).strip() == "yes":
-        return ANSIBLE_ENV + " ANSIBLE_STRATEGY_PLUGINS=%s ANSIBLE_STRATEGY=mitogen_linear" % MITOGEN_STRATEGIES
-    return ANSIBLE_ENV
+def first_boot_env(state, mitogen=True):
+    """The Ansible settings first boot runs with on this image, as ``K=V`` words for a shell."""
+    env = json.loads(guest(state, WRAPPER_ENV % mitogen))
+    return " ".join("%s=%s" % (key, shlex.quote(value)) for key, value in sorted(env.items())) if env else ANSIBLE_ENV
 
 
 def task_figures(state, env, suffix=""):
@@ -185,7 +187,7 @@ def first_boot_figures(machine, iso):
         figures["ssh_before_storage"] = figures["ssh_ready_s"] < figures["storage_started_s"]
         figures["storage_apply_timing"] = status["phases"]["storage_apply"].get("details", {}).get("timing")
         env = first_boot_env(state)
-        figures["mitogen"] = env != ANSIBLE_ENV
+        figures["mitogen"] = "ANSIBLE_STRATEGY=mitogen" in env
         rerun = timed(state, "%s %s/ansible-playbook prenixos.baseline.first_boot -i localhost, -c local "
                              "-e ansible_python_interpreter=%s/python" % (env, VENV, VENV), stamped=True)
         recap = guest(state, "grep -E 'localhost +: ok=' /tmp/timed.log").split()
@@ -196,7 +198,7 @@ def first_boot_figures(machine, iso):
             state, "journalctl -b -u pre-nixos.service -o short-unix --no-pager"))
         figures.update(task_figures(state, env))
         if figures["mitogen"]:  # and what a task costs with Ansible's own strategy (prenixos.mitogen=0)
-            figures.update(task_figures(state, ANSIBLE_ENV, "_plain"))
+            figures.update(task_figures(state, first_boot_env(state, mitogen=False), "_plain"))
         return figures
     finally:
         qemu.stop(workdir)
