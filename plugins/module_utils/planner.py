@@ -83,7 +83,6 @@ volumes in role order (main, main_N, swap, large, large_N).
 """
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
@@ -93,8 +92,15 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.plan_render impo
     render_nixos,
     render_summary,
 )
-
-PLAN_VERSION = 1
+from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import (
+    ESP_TYPE,
+    LVM_TYPE,
+    MD_METADATA,
+    PLAN_VERSION,
+    RAID_TYPE,
+    VG_NAME_PATTERN,
+    partition_device,
+)
 
 MiB = 1024 ** 2
 GiB = 1024 ** 3
@@ -105,11 +111,6 @@ LVM_METADATA = 4 * MiB  # PV label, metadata area and first-extent alignment
 EXTENT = 4 * MiB
 MIN_LV_SIZE = 256 * MiB
 SWAP_CEILING = 32 * GiB  # default swap follows the RAM size up to this
-
-ESP_TYPE = "EF00"
-RAID_TYPE = "FD00"
-LVM_TYPE = "8E00"
-MD_METADATA = "1.2"
 
 DEFAULT_OPTIONS = {
     "size_tolerance": 0.01,
@@ -137,7 +138,6 @@ NEVER_ELIGIBLE_PREFIXES = (
     ("md", "software RAID device"),
     ("dm-", "device-mapper device"),
 )
-VG_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,15}$")
 
 
 class PlanError(Exception):
@@ -464,12 +464,6 @@ def role_notes(role):
 
 
 # Partitions, arrays, volume groups
-
-def partition_device(disk_name, number):
-    """``/dev/sda2``, ``/dev/nvme0n1p2``: a ``p`` when the disk name ends in a digit."""
-    separator = "p" if disk_name[-1:].isdigit() else ""
-    return "/dev/%s%s%d" % (disk_name, separator, number)
-
 
 def partitions_for(role, options):
     """GPT entries for every disk of the role: the ESP on main disks, then one partition for the rest."""

@@ -86,11 +86,19 @@ content than before; the next run (with ``wipe``) tears down the rest.
 from __future__ import annotations
 
 import os
-import re
 import time
 
 from ansible_collections.prenixos.baseline.plugins.module_utils.plan_render import human_size
 from ansible_collections.prenixos.baseline.plugins.module_utils.runner import CommandError
+from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import (
+    DISK_NAME_PATTERN,
+    GPT_TYPE_GUIDS,
+    LABEL_PATTERN,
+    NAME_PATTERN,
+    PLAN_VERSION,
+    RAID_LEVELS,
+    partition_device,
+)
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_state import (
     LVM_REPORT_ARGS,
     MD_TYPES,
@@ -105,19 +113,7 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.storage_state im
 KiB = 1024
 MiB = 1024 ** 2
 
-PLAN_VERSION = 1
-GPT_TYPE_GUIDS = {
-    "EF00": "c12a7328-f81f-11d2-ba4b-00a0c93ec93b",  # EFI system partition
-    "FD00": "a19d880f-05fc-4d3b-a006-743f0f84911e",  # Linux RAID
-    "8E00": "e6d6d379-f507-44c2-a23c-238f2a3df928",  # Linux LVM
-    "8300": "0fc63daf-8483-4772-8e79-3d69d8477de4",  # Linux filesystem
-    "8200": "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f",  # Linux swap
-}
 GUID_CODES = {guid: code for code, guid in GPT_TYPE_GUIDS.items()}
-RAID_LEVELS = ("raid0", "raid1", "raid4", "raid5", "raid6", "raid10")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,31}$")
-DISK_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,15}$")
 
 # Every tool a run may use; the module resolves each with get_bin_path.
 TOOLS = (
@@ -167,12 +163,6 @@ class Step:
 
 
 # ---------------------------------------------------------------- the plan
-
-
-def partition_device(disk_name, number):
-    """``/dev/sda2``, ``/dev/nvme0n1p2`` (as the planner names them)."""
-    separator = "p" if disk_name[-1:].isdigit() else ""
-    return "/dev/%s%s%d" % (disk_name, separator, number)
 
 
 def is_clean_abspath(path):

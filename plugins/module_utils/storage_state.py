@@ -37,6 +37,8 @@ import os
 import re
 
 from ansible_collections.prenixos.baseline.plugins.module_utils.disks import (
+    LSBLK_ARGS,
+    MD_TYPES,
     BlockDevices,
     BootMediumResolver,
     DiskFactsError,
@@ -47,7 +49,6 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.disks import (
     walk,
 )
 
-LSBLK_ARGS = ("-J", "-b", "-O")
 # --pairs is partx's listing mode itself: it cannot be combined with --show (util-linux refuses both at once).
 PARTX_ARGS = ("--pairs", "--bytes", "--noheadings", "--output", "NR,START,SIZE,NAME,TYPE,SCHEME")
 
@@ -74,7 +75,6 @@ DETAIL_OPTIONS = ("--detail", "--export")
 BLKID_NOTHING_FOUND = 2  # blkid -p: no signature on the device
 BLKID_AMBIVALENT = 8  # blkid -p: several signatures, nothing decided
 
-MD_TYPES = ("linear", "md", "raid0", "raid1", "raid4", "raid5", "raid6", "raid10")
 MDSTAT_ARRAY = re.compile(r"^(?P<name>md\S*) : (?P<state>active|inactive)(?P<rest>.*)$")
 MDSTAT_MEMBER = re.compile(r"^(?P<name>[^\[\s]+)\[(?P<slot>\d+)\](?P<flags>(?:\([A-Z]\))*)$")
 MDSTAT_LEVELS = ("linear", "multipath", "faulty", "raid0", "raid1", "raid4", "raid5", "raid6", "raid10")

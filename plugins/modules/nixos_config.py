@@ -176,6 +176,7 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.nixos import (
     render_disko,
     render_pre_nixos,
 )
+from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import PLAN_VERSION
 
 INSTALL_TOOLS = ("nixos-generate-config", "nixos-install")
 
@@ -183,8 +184,9 @@ INSTALL_TOOLS = ("nixos-generate-config", "nixos-install")
 def render(params):
     """``(pre-nixos.nix, configuration.nix for a fresh install, disko.nix or None)``."""
     plan = params["plan"]
-    if plan.get("version") != 1:
-        raise NixosConfigError("this module reads storage plans of version 1, not %r" % plan.get("version"))
+    if plan.get("version") != PLAN_VERSION:
+        raise NixosConfigError("this module reads storage plans of version %d, not %r"
+                               % (PLAN_VERSION, plan.get("version")))
     pre_nixos = render_pre_nixos(
         plan,
         params["authorized_keys"],
