@@ -75,8 +75,10 @@ The plan (all sizes in bytes; ``size: null`` = rest of the disk)::
     volume_groups: [{name, raid_level, disks, class, pvs, size}]
     logical_volumes: [{vg, name, device, size, filesystem, label, mountpoint, inode_ratio}]
     notes: [str]
-    summary: str   # readable tree, see plan_render.render_summary
-    nixos: str     # NixOS module fragment, see plan_render.render_nixos
+
+The plan is data only. What people and NixOS read is rendered from it at the edges, by the module that
+returns it (``storage_plan``): the tree by ``plan_render.render_summary``, the NixOS module by
+``nixos.render_storage``.
 
 Lists are ordered: disks and partitions by disk name; arrays, volume groups and logical
 volumes in role order (main, main_N, swap, large, large_N).
@@ -87,11 +89,6 @@ from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 
-from ansible_collections.prenixos.baseline.plugins.module_utils.plan_render import (
-    human_size,
-    render_nixos,
-    render_summary,
-)
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import (
     ESP_TYPE,
     LVM_TYPE,
@@ -99,6 +96,7 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract
     PLAN_VERSION,
     RAID_TYPE,
     VG_NAME_PATTERN,
+    human_size,
     partition_device,
 )
 
@@ -219,8 +217,6 @@ def plan_storage(disks, ram_bytes, options=None):
         "logical_volumes": logical_volumes,
         "notes": notes + lv_notes,
     }
-    plan["summary"] = render_summary(plan)
-    plan["nixos"] = render_nixos(plan)
     return plan
 
 

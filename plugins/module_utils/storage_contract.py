@@ -39,6 +39,14 @@ LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,15}$")
 DISK_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+def human_size(size):
+    """``1.5 GiB``-style size, as the plan's notes and its summary write sizes."""
+    for unit, factor in (("TiB", 1024 ** 4), ("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if size >= factor:
+            return "%.1f %s" % (size / factor, unit)
+    return "%d B" % size
+
+
 def partition_device(disk_name, number):
     """``/dev/sda2``, ``/dev/nvme0n1p2``: a ``p`` when the disk name ends in a digit."""
     separator = "p" if disk_name[-1:].isdigit() else ""

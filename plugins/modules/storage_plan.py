@@ -12,7 +12,8 @@ description:
   - Turns the disks that M(prenixos.baseline.disk_facts) reports into a storage plan that
     M(prenixos.baseline.storage_apply) consumes as it is.
   - Planning is pure; it runs no command and touches no disk. The only side effect is writing
-    the plan to O(dest) when asked.
+    the plan to O(dest) when asked. The plan is data only; its readable tree and its NixOS module
+    are returned beside it (RV(summary), RV(nixos)).
   - The planner decides which disks are eligible and lists the others, with their reasons,
     under C(excluded). When no disk is eligible the module fails with a message naming every
     disk and why it was excluded.
@@ -97,7 +98,7 @@ EXAMPLES = r"""
 
 - name: Show the plan
   ansible.builtin.debug:
-    msg: "{{ storage_plan.plan.summary }}"
+    msg: "{{ storage_plan.summary }}"
 
 - name: Plan two SSDs by hand, with 32 GiB of swap
   prenixos.baseline.storage_plan:
@@ -155,12 +156,6 @@ plan:
       description: What a person should know about the plan (disks in use, volumes clipped or left out).
       type: list
       elements: str
-    summary:
-      description: A readable tree disk -> partition -> array -> VG -> LV -> filesystem -> mount.
-      type: str
-    nixos:
-      description: A NixOS module fragment mounting everything by label.
-      type: str
   sample:
     version: 1
     volume_groups:
@@ -168,6 +163,16 @@ plan:
     logical_volumes:
       - {vg: main, name: slash, device: /dev/main/slash, size: 53687091200, filesystem: ext4, label: slash,
          mountpoint: /, inode_ratio: null}
+summary:
+  description: The plan as a readable tree disk -> partition -> array -> VG -> LV -> filesystem -> mount.
+  returned: success
+  type: str
+nixos:
+  description:
+    - The plan as a NixOS module mounting everything by label, with mdadm and LVM in the initrd; the same
+      settings as the storage part of the C(pre-nixos.nix) that M(prenixos.baseline.nixos_config) writes.
+  returned: success
+  type: str
 dest:
   description: Where the plan was (or in check mode would be) written.
   returned: when O(dest) is set
@@ -180,6 +185,8 @@ import json
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.prenixos.baseline.plugins.module_utils.files import read_text, write_text
+from ansible_collections.prenixos.baseline.plugins.module_utils.nixos import render_storage
+from ansible_collections.prenixos.baseline.plugins.module_utils.plan_render import render_summary
 from ansible_collections.prenixos.baseline.plugins.module_utils.planner import PlanError, plan_storage
 
 PLANNER_OPTIONS = ("size_tolerance", "redundant_main", "swap_on_ssd", "backups", "swap_size", "slash_size", "home_size")
@@ -228,7 +235,7 @@ def main():
     except PlanError as error:
         module.fail_json(msg=str(error))
 
-    result = {"changed": False, "plan": plan}
+    result = {"changed": False, "plan": plan, "summary": render_summary(plan), "nixos": render_storage(plan)}
     dest = params["dest"]
     if dest:
         result["dest"] = dest

@@ -185,7 +185,7 @@ def test_one_nvme_gets_an_esp_and_a_plain_main_with_slash_and_home():
     vg_size = 101368 * MiB
     # a quarter of what / leaves is below 16 GiB
     home_size = (vg_size - 50 * GiB) // 4 // (4 * MiB) * (4 * MiB)
-    assert {key: value for key, value in plan.items() if key not in ("summary", "nixos", "options")} == {
+    assert {key: value for key, value in plan.items() if key != "options"} == {
         "version": 1,
         "disks": [
             {"name": "nvme0n1", "path": "/dev/disk/by-id/nvme-Samsung_X", "dev": "/dev/nvme0n1", "size": 100 * GiB,

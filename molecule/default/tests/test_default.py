@@ -138,7 +138,7 @@ def test_plan_gives_each_group_its_role(host):
     wanted = {"main": ["nvme"], "main_1": ["ssd", "ssd"], "swap": ["hdd", "hdd"], "large": ["hdd", "hdd", "hdd"]}
     assert {vg: sorted(kinds) for vg, kinds in kinds_by_vg.items()} == wanted, (
         "expected main on the NVMe, main_1 on the SSD pair, swap on the HDD pair, large on the three HDDs; plan:\n%s"
-        % plan["summary"])
+        % json.dumps(plan["disks"], indent=1))
 
 
 def test_rotational_flags_match_the_emulated_kinds(host):
