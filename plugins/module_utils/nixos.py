@@ -31,8 +31,8 @@ Pure: no command, no file, no I/O. Every function takes plain data and returns t
     A minimal ``/etc/nixos/configuration.nix`` that imports ``./pre-nixos.nix`` and, when present,
     ``./hardware-configuration.nix``; it holds ``system.stateVersion``. Written once, never overwritten.
 
-``render_disko(plan)``
-    The same layout as a disko ``disko.devices`` expression, for people who keep their layout in disko.
+The same layout as a disko expression is ``disko.render_disko``; the Nix syntax all of them write is
+``nix_syntax``.
 
 Every string that goes into Nix is escaped (``nix_string``, ``nix_indented``); every attribute name is
 quoted when it is not a plain identifier (``nix_attr``). Values that end up in a shell script are also
@@ -45,12 +45,19 @@ import ipaddress
 import re
 import shlex
 
+from ansible_collections.prenixos.baseline.plugins.module_utils.nix_syntax import (
+    ModuleWriter,
+    NixExpr,
+    NixIndented,
+    NixosConfigError,
+    mk_default,
+    mk_force,
+    nix_comment,
+    nix_string,
+)
 from ansible_collections.prenixos.baseline.plugins.module_utils.sshd import check_public_key
 
-MiB = 1024 ** 2
-
 RAID_KERNEL_MODULES = {"raid0": "raid0", "raid1": "raid1", "raid5": "raid456", "raid6": "raid456"}
-DISKO_RAID_LEVELS = {"raid0": 0, "raid1": 1, "raid5": 5, "raid6": 6}
 
 SERIAL_CONSOLE_PARAMS = ("console=tty0", "console=ttyS0,115200n8")
 ESP_MOUNT_OPTIONS = ("fmask=0077", "dmask=0077")
@@ -87,247 +94,12 @@ DEFAULT_SSH_SETTINGS = {
 # The sshd settings NixOS types as lists of strings, under the names NixOS gives them.
 NIXOS_SSH_LISTS = {"KexAlgorithms": "KexAlgorithms", "Ciphers": "Ciphers", "MACs": "Macs"}
 
-NIX_KEYWORDS = frozenset(("if", "then", "else", "assert", "with", "let", "in", "rec", "inherit", "or"))
-NIX_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_'-]*$")
-MAC_PATTERN = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-INTERFACE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+MAC_PATTERN = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
+INTERFACE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,15}\Z")
 # NixOS's own check on networking.hostName.
-HOSTNAME_PATTERN = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?$")
-STATE_VERSION_PATTERN = re.compile(r"^[0-9]{2}\.[0-9]{2}$")
-SSH_KEYWORD_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
-# disko pastes names and labels into shell scripts unquoted: only these characters are safe there.
-DISKO_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-
-
-class NixosConfigError(ValueError):
-    """An input cannot be turned into a NixOS configuration; the message names it."""
-
-
-# Nix syntax
-
-class NixExpr:
-    """A Nix expression written as is (``lib.mkForce``, ``pkgs.rsync``): never escaped, so never user data."""
-
-    def __init__(self, text):
-        self.text = text
-
-    def __eq__(self, other):
-        return isinstance(other, NixExpr) and other.text == self.text
-
-    def __hash__(self):
-        return hash(self.text)
-
-    def __repr__(self):
-        return "NixExpr(%r)" % self.text
-
-
-class NixApply:
-    """``function argument``, for ``lib.mkForce { ... }`` and friends."""
-
-    def __init__(self, function, argument):
-        self.function = function
-        self.argument = argument
-
-
-class NixIndented:
-    """A multi-line string rendered as a Nix indented string; ``parts`` are text or ``NixExpr`` to interpolate."""
-
-    def __init__(self, *parts):
-        self.parts = parts
-
-
-def nix_string(text):
-    """A Nix double-quoted string literal: backslash, quote and ``${`` escaped; NUL refused."""
-    text = str(text)
-    if "\0" in text:
-        raise NixosConfigError("a NUL character cannot be part of a Nix string: %r" % text)
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")
-    escaped = escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-    return '"%s"' % escaped
-
-
-def nix_list(items):
-    """A one-line Nix list of strings."""
-    return "[ %s ]" % " ".join(nix_string(item) for item in items) if items else "[ ]"
-
-
-def nix_attr(name):
-    """An attribute name: bare when it is a plain identifier, else a quoted string."""
-    name = str(name)
-    if NIX_IDENTIFIER.match(name) and name not in NIX_KEYWORDS:
-        return name
-    return nix_string(name)
-
-
-def nix_attr_path(path):
-    return ".".join(nix_attr(element) for element in path)
-
-
-def indented_items(value):
-    """The characters and interpolations of a ``NixIndented``, as one list."""
-    items = []
-    for part in value.parts:
-        if isinstance(part, NixExpr):
-            items.append(part)
-            continue
-        if "\0" in part:
-            raise NixosConfigError("a NUL character cannot be part of a Nix string: %r" % part)
-        items.extend(part)
-    return items
-
-
-def split_lines(items):
-    lines = [[]]
-    for item in items:
-        if item == "\n":
-            lines.append([])
-        else:
-            lines[-1].append(item)
-    return lines
-
-
-def spaces_to_escape(lines):
-    """Lines whose first space must be escaped so that Nix strips exactly the padding and keeps the rest.
-
-    Nix strips the smallest indentation of the lines that hold more than spaces, and drops a last line of
-    spaces only. So: unless some line starts with something else than a space, the first non-empty line
-    gets its first space escaped (which makes it count, at exactly the padding); so does a last line of
-    spaces only."""
-    def has_content(line):
-        return any(item != " " for item in line)
-
-    chosen = set()
-    if not any(line and line[0] != " " for line in lines):
-        non_empty = [index for index, line in enumerate(lines) if line]
-        if non_empty:
-            chosen.add(non_empty[0])
-    if lines[-1] and not has_content(lines[-1]):
-        chosen.add(len(lines) - 1)
-    return chosen
-
-
-def indented_body(lines, pad):
-    """Escaped lines for the inside of ``''...''``: ``''$`` for a ``$`` that would start an interpolation,
-    ``''\\t`` and ``''\\r``, ``''\\'`` for a quote that the next token would swallow, ``''\\ `` as chosen."""
-    escape_space = spaces_to_escape(lines)
-    rendered = []
-    following = ""  # the emitted text after the current item, for the quote rule
-    for index in range(len(lines) - 1, -1, -1):
-        line = lines[index]
-        emitted = []
-        for position in range(len(line) - 1, -1, -1):
-            item = line[position]
-            if isinstance(item, NixExpr):
-                text = "${%s}" % item.text
-            elif item == "$" and following[:1] in ("{", "$"):
-                text = "''$"
-            elif item == "'":
-                text = "'" if following[:1] not in ("", "'") else "''\\'"
-            elif item == "\t":
-                text = "''\\t"
-            elif item == "\r":
-                text = "''\\r"
-            elif item == " " and position == 0 and index in escape_space:
-                text = "''\\ "
-            else:
-                text = item
-            emitted.append(text)
-            following = text + following
-        body = "".join(reversed(emitted))
-        rendered.append((pad + body) if body else "")
-        following = "\n" + following
-    rendered.reverse()
-    return rendered
-
-
-def render_indented(value, indent):
-    """``''`` on the value's line, the text padded to ``indent + 2``, the closing ``''`` under the value."""
-    lines = split_lines(indented_items(value))
-    rendered = indented_body(lines, " " * (indent + 2))
-    if rendered[-1] == "":
-        rendered[-1] = " " * indent + "''"
-    else:
-        rendered[-1] += "''"
-    return "''\n" + "\n".join(rendered)
-
-
-def is_scalar(value):
-    return value is None or isinstance(value, (bool, int, str, NixExpr))
-
-
-def to_nix(value, indent=0):
-    """Python data as a Nix value; ``indent`` is the column of the line the value starts on."""
-    if isinstance(value, NixExpr):
-        return value.text
-    if isinstance(value, NixApply):
-        return "%s %s" % (value.function.text, to_nix(value.argument, indent))
-    if isinstance(value, NixIndented):
-        return render_indented(value, indent)
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return nix_string(value)
-    if isinstance(value, (list, tuple)):
-        if not value:
-            return "[ ]"
-        inline = [to_nix(item) for item in value]
-        if all(is_scalar(item) for item in value) or (
-            not any("\n" in item for item in inline) and len(" ".join(inline)) <= 60
-        ):
-            return "[ %s ]" % " ".join(inline)
-        pad = " " * (indent + 2)
-        items = "".join("%s%s\n" % (pad, to_nix(item, indent + 2)) for item in value)
-        return "[\n%s%s]" % (items, " " * indent)
-    if isinstance(value, dict):
-        if not value:
-            return "{ }"
-        if all(is_scalar(item) for item in value.values()) and len(value) <= 2:
-            inline = "{ %s }" % " ".join("%s = %s;" % (nix_attr(k), to_nix(v)) for k, v in value.items())
-            if len(inline) <= 60:
-                return inline
-        pad = " " * (indent + 2)
-        items = "".join("%s%s = %s;\n" % (pad, nix_attr(k), to_nix(v, indent + 2)) for k, v in value.items())
-        return "{\n%s%s}" % (items, " " * indent)
-    raise NixosConfigError("cannot write %r (%s) as a Nix value" % (value, type(value).__name__))
-
-
-def nix_comment(text):
-    """``# text`` on one line whatever ``text`` holds (a newline in a comment would start code)."""
-    return "# " + re.sub(r"[\x00-\x1f\x7f]+", " ", str(text)).strip()
-
-
-def mk_force(value):
-    return NixApply(NixExpr("lib.mkForce"), value)
-
-
-def mk_default(value):
-    return NixApply(NixExpr("lib.mkDefault"), value)
-
-
-class ModuleWriter:
-    """Lines of a NixOS module body: comments and ``path = value;`` assignments, two spaces in."""
-
-    def __init__(self):
-        self.lines = []
-
-    def blank(self):
-        if self.lines and self.lines[-1] != "":
-            self.lines.append("")
-
-    def comment(self, text):
-        self.lines.append("  " + nix_comment(text))
-
-    def set(self, path, value):
-        self.lines.append("  %s = %s;" % (nix_attr_path(path), to_nix(value, 2)))
-
-    def text(self):
-        while self.lines and self.lines[-1] == "":
-            self.lines.pop()
-        return "\n".join(self.lines)
+HOSTNAME_PATTERN = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\Z")
+STATE_VERSION_PATTERN = re.compile(r"^[0-9]{2}\.[0-9]{2}\Z")
+SSH_KEYWORD_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9]*\Z")
 
 
 # The storage plan, as NixOS sees it
@@ -698,100 +470,3 @@ def imports_pre_nixos(configuration_text):
         if re.search(r"(^|[^A-Za-z0-9_.-])\./pre-nixos\.nix\b", code) or "/pre-nixos.nix" in code:
             return True
     return False
-
-
-# disko
-
-def disko_safe(kind, name):
-    if not DISKO_SAFE_NAME.match(str(name or "")):
-        raise NixosConfigError(
-            "the %s %r cannot go into a disko layout: disko writes it into shell commands unquoted "
-            "(letters, digits, '_', '.', '+' and '-' only)" % (kind, name)
-        )
-    return name
-
-
-def size_in_mib(size):
-    return "%dM" % (size // MiB)
-
-
-def disko_filesystem(filesystem, label, mountpoint, inode_ratio=None):
-    disko_safe("filesystem label", label)
-    if filesystem == "swap":
-        return {"type": "swap", "extraArgs": ["-L", label]}
-    content = {"type": "filesystem", "format": filesystem}
-    if filesystem == "vfat":
-        content["extraArgs"] = ["-n", label]
-        content["mountOptions"] = list(ESP_MOUNT_OPTIONS)
-    else:
-        content["extraArgs"] = ["-L", label] + (["-i", str(inode_ratio)] if inode_ratio else [])
-    if mountpoint:
-        content["mountpoint"] = mountpoint
-    return content
-
-
-def disko_partition_content(plan, partition):
-    if partition["filesystem"]:
-        return disko_filesystem(partition["filesystem"], partition["label"], partition["mountpoint"])
-    array = next((a for a in plan["arrays"] if partition["device"] in a["devices"]), None)
-    if array is not None:
-        return {"type": "mdraid", "name": disko_safe("array name", array["name"])}
-    volume_group = next((vg for vg in plan["volume_groups"] if partition["device"] in vg["pvs"]), None)
-    if volume_group is None:
-        raise NixosConfigError("partition %s holds nothing in the plan" % partition["device"])
-    return {"type": "lvm_pv", "vg": disko_safe("volume group", volume_group["name"])}
-
-
-def disko_devices(plan):
-    """``disko.devices`` as Python data (see ``render_disko``)."""
-    disks = {}
-    for disk in plan["disks"]:
-        partitions = {}
-        for partition in [p for p in plan["partitions"] if p["disk"] == disk["name"]]:
-            partlabel = disko_safe("partition name", partition["partlabel"])
-            partitions[partlabel] = {
-                "priority": partition["number"],
-                "label": partlabel,
-                "type": partition["type_code"],
-                "size": "100%" if partition["size"] is None else size_in_mib(partition["size"]),
-                "content": disko_partition_content(plan, partition),
-            }
-        disks[disko_safe("disk name", disk["name"])] = {
-            "type": "disk",
-            "device": disk["path"],
-            "content": {"type": "gpt", "partitions": partitions},
-        }
-    arrays = {}
-    for array in plan["arrays"]:
-        volume_group = next(vg for vg in plan["volume_groups"] if array["device"] in vg["pvs"])
-        arrays[disko_safe("array name", array["name"])] = {
-            "type": "mdadm",
-            "level": DISKO_RAID_LEVELS[array["level"]],
-            "metadata": array["metadata"],
-            "content": {"type": "lvm_pv", "vg": disko_safe("volume group", volume_group["name"])},
-        }
-    volume_groups = {}
-    for volume_group in plan["volume_groups"]:
-        volumes = {}
-        for lv in [lv for lv in plan["logical_volumes"] if lv["vg"] == volume_group["name"]]:
-            volumes[disko_safe("logical volume", lv["name"])] = {
-                "size": size_in_mib(lv["size"]),
-                "content": disko_filesystem(lv["filesystem"], lv["label"], lv["mountpoint"], lv["inode_ratio"]),
-            }
-        volume_groups[disko_safe("volume group", volume_group["name"])] = {"type": "lvm_vg", "lvs": volumes}
-    devices = {"disk": disks}
-    if arrays:
-        devices["mdadm"] = arrays
-    devices["lvm_vg"] = volume_groups
-    return devices
-
-
-def render_disko(plan):
-    """The plan as a disko ``disko.devices`` expression (a NixOS module that is a plain attribute set)."""
-    header = [
-        nix_comment("This machine's storage plan (version %s) as a disko layout, written by prenixos.baseline."
-                    % plan.get("version")),
-        nix_comment("Same disks, partition names, arrays, volume groups, sizes and labels as the plan. Not imported"),
-        nix_comment("by configuration.nix (pre-nixos.nix already mounts everything by label); use it with disko."),
-    ]
-    return "\n".join(header) + "\n" + to_nix({"disko": {"devices": disko_devices(plan)}}) + "\n"

@@ -28,15 +28,15 @@ RAID_LEVELS = ("raid0", "raid1", "raid4", "raid5", "raid6", "raid10")
 MD_METADATA = "1.2"
 
 # Names of arrays, volume groups and logical volumes in a plan: mdadm keeps 32 bytes of an array's name.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,31}$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,31}\Z")
 # Volume group names the planner accepts as options: 16 characters, so that what is derived from them
 # (partition labels "<vg>-raid<k>", "<vg>-esp<k>", array names, ext4 labels of their volumes) stays
 # within every tool's limit.
-VG_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,15}$")
+VG_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,15}\Z")
 # File system labels: ext4 keeps 16 bytes, FAT 11 (the planner's ESP labels are EFI, EFI2, ...).
-LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,15}$")
+LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,15}\Z")
 # Kernel names of disks (sda, nvme0n1, vdb).
-DISK_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+DISK_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
 
 def human_size(size):

@@ -168,12 +168,12 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.prenixos.baseline.plugins.module_utils.disko import render_disko
 from ansible_collections.prenixos.baseline.plugins.module_utils.files import read_text, write_text
 from ansible_collections.prenixos.baseline.plugins.module_utils.nixos import (
     NixosConfigError,
     imports_pre_nixos,
     render_configuration,
-    render_disko,
     render_pre_nixos,
 )
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import PLAN_VERSION

@@ -7,12 +7,12 @@ import re
 import pytest
 from test_nixos_render import needs_nix, nix, nix_parses, plan_for
 
-from ansible_collections.prenixos.baseline.plugins.module_utils import nixos
+from ansible_collections.prenixos.baseline.plugins.module_utils import disko
 
 
 def evaluate_disko(tmp_path, plan):
     path = tmp_path / "disko.nix"
-    path.write_text(nixos.render_disko(plan))
+    path.write_text(disko.render_disko(plan))
     nix_parses(path)
     evaluated = json.loads(nix("--eval", "--strict", "--json", str(path)))
     assert list(evaluated) == ["disko"]
@@ -135,5 +135,5 @@ def test_names_disko_would_paste_into_shell_unquoted_are_refused(where, value, m
         for partition in plan["partitions"]:
             if partition["disk"] == "sda":
                 partition["disk"] = value
-    with pytest.raises(nixos.NixosConfigError, match=re.escape(message)):
-        nixos.render_disko(plan)
+    with pytest.raises(disko.NixosConfigError, match=re.escape(message)):
+        disko.render_disko(plan)

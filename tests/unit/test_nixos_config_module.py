@@ -8,7 +8,7 @@ from ansible.module_utils.common import warnings as ansible_warnings
 from module_harness import run_module
 from test_nixos_render import KEY, LAN, needs_nix, nix_parses, plan_for
 
-from ansible_collections.prenixos.baseline.plugins.module_utils import nixos
+from ansible_collections.prenixos.baseline.plugins.module_utils import disko, nixos
 from ansible_collections.prenixos.baseline.plugins.modules import nixos_config
 
 
@@ -126,7 +126,7 @@ def test_an_existing_configuration_that_imports_pre_nixos_passes_quietly(root, c
 def test_the_disko_layout_is_written_next_to_it_when_asked(root, capsys):
     result = run_module(nixos_config.main, args(root, disko=True), capsys)
     assert result["disko_path"] == str(root / "etc/nixos/disko.nix")
-    assert read(root, "disko.nix") == nixos.render_disko(plan_for("default"))
+    assert read(root, "disko.nix") == disko.render_disko(plan_for("default"))
     assert nix_parses(root / "etc/nixos/disko.nix")
 
 

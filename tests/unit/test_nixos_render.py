@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.prenixos.baseline.plugins.module_utils import nixos
+from ansible_collections.prenixos.baseline.plugins.module_utils import disko, nix_syntax, nixos
 from ansible_collections.prenixos.baseline.plugins.module_utils.planner import plan_storage
 
 GiB = 1024 ** 3
@@ -357,6 +357,7 @@ def test_an_unknown_permanent_mac_falls_back_to_the_current_one_however_the_null
         ({"lan": LAN, "gateway": "192.0.2.1"}, "without a static address"),
         ({"lan": LAN, "hostname": 'web1"; services.openssh.enable = false; x = "'}, "not one NixOS accepts"),
         ({"lan": LAN, "hostname": "web1.example.org"}, "no dots"),
+        ({"lan": LAN, "hostname": "web1\n"}, "not one NixOS accepts"),
         ({"lan": LAN, "ssh": {"Banner\nPort": "2222"}}, "not an sshd keyword"),
         ({"lan": LAN, "ssh": {"Banner": "a\nPasswordAuthentication yes"}}, "unusable value"),
     ],
@@ -477,7 +478,7 @@ def test_every_rendered_file_parses(tmp_path, machine):
     files = {
         "pre-nixos.nix": nixos.render_pre_nixos(plan, [KEY], lan=LAN, hostname="web1"),
         "configuration.nix": nixos.render_configuration(),
-        "disko.nix": nixos.render_disko(plan),
+        "disko.nix": disko.render_disko(plan),
     }
     for name, text in files.items():
         (tmp_path / name).write_text(text)
@@ -496,8 +497,8 @@ ANY_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklis
 def test_strings_round_trip_through_nix_in_both_string_syntaxes(texts):
     items = []
     for text in texts:
-        items.append(nixos.nix_string(text))
-        items.append(nixos.to_nix(nixos.NixIndented(text), 2))
+        items.append(nix_syntax.nix_string(text))
+        items.append(nix_syntax.to_nix(nix_syntax.NixIndented(text), 2))
     evaluated = evaluate_expression("[\n" + "\n".join("  (%s)" % item for item in items) + "\n]")
     assert evaluated == [text for text in texts for syntax in ("double-quoted", "indented")]
 
@@ -507,21 +508,21 @@ def test_strings_round_trip_through_nix_in_both_string_syntaxes(texts):
 @given(st.lists(st.one_of(NASTY, st.sampled_from(["if", "or", "in", "rec", "a-b", "a.b", "_x", "x'", "1a", ""])),
                 min_size=1, max_size=6, unique=True))
 def test_attribute_names_round_trip_through_nix(names):
-    assert evaluate_expression(nixos.to_nix({name: 1 for name in names})) == {name: 1 for name in names}
+    assert evaluate_expression(nix_syntax.to_nix({name: 1 for name in names})) == {name: 1 for name in names}
 
 
 @needs_nix
 def test_interpolations_in_indented_strings_stay_interpolations(tmp_path):
-    value = nixos.NixIndented("x$", nixos.NixExpr('"Y"'), "'", nixos.NixExpr('"Z"'), "'")
-    assert evaluate_expression(nixos.to_nix(value)) == "x$Y'Z'"
+    value = nix_syntax.NixIndented("x$", nix_syntax.NixExpr('"Y"'), "'", nix_syntax.NixExpr('"Z"'), "'")
+    assert evaluate_expression(nix_syntax.to_nix(value)) == "x$Y'Z'"
 
 
 def test_comments_cannot_break_out_into_code():
-    assert nixos.nix_comment("EFI2\n} // { evil = true; #") == "# EFI2 } // { evil = true; #"
+    assert nix_syntax.nix_comment("EFI2\n} // { evil = true; #") == "# EFI2 } // { evil = true; #"
 
 
 def test_nul_cannot_be_written():
     with pytest.raises(nixos.NixosConfigError, match="NUL"):
-        nixos.nix_string("a\0b")
+        nix_syntax.nix_string("a\0b")
     with pytest.raises(nixos.NixosConfigError, match="NUL"):
-        nixos.to_nix(nixos.NixIndented("a\0b"))
+        nix_syntax.to_nix(nix_syntax.NixIndented("a\0b"))

@@ -561,6 +561,8 @@ def test_effective_options_are_returned_with_every_default():
         ({"redundant_main": "yes"}, "redundant_main must be true or false, got 'yes'"),
         ({"slash_size": -1}, "slash_size must be a whole number of bytes (0 or more), got -1"),
         ({"main_vg": "main vg"}, "volume group name 'main vg' must be 1-16 characters of A-Z a-z 0-9 _ . + -"),
+        # a trailing newline is not the end of the name ("$" would let it through to mdadm and LVM)
+        ({"main_vg": "main\n"}, "volume group name 'main\\n' must be 1-16 characters of A-Z a-z 0-9 _ . + -"),
         ({"large_vg": "main"}, "main_vg, swap_vg and large_vg must differ, got main, swap, main"),
     ],
 )
