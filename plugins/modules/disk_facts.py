@@ -21,22 +21,6 @@ description:
   - It does not decide which disks may be used; M(prenixos.baseline.storage_plan) does.
   - The shape of each entry is the contract in C(docs/contracts.md).
 author: pre-nixos baseline engineers (@prenixos)
-options:
-  sysfs_root:
-    description:
-      - Where sysfs is mounted. A test hook; leave the default on real machines.
-    type: path
-    default: /sys
-  dev_root:
-    description:
-      - Where the device directory is (C(disk/by-id) is read below it). A test hook; leave the default on real machines.
-    type: path
-    default: /dev
-  proc_root:
-    description:
-      - Where procfs is mounted (C(self/mountinfo) is read below it). A test hook; leave the default on real machines.
-    type: path
-    default: /proc
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -168,23 +152,10 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.runner import Co
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "sysfs_root": {"type": "path", "default": "/sys"},
-            "dev_root": {"type": "path", "default": "/dev"},
-            "proc_root": {"type": "path", "default": "/proc"},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec={}, supports_check_mode=True)
     lsblk = module.get_bin_path("lsblk", required=True)
     try:
-        disks = gather_disks(
-            Runner(module),
-            sysfs_root=module.params["sysfs_root"],
-            dev_root=module.params["dev_root"],
-            proc_root=module.params["proc_root"],
-            lsblk=lsblk,
-        )
+        disks = gather_disks(Runner(module), lsblk=lsblk)
     except CommandError as err:
         module.fail_json(**err.as_fail_kwargs())
     except DiskFactsError as err:

@@ -52,25 +52,10 @@ options:
     default: 1
   root:
     description:
-      - Root of the system that receives the files. With anything else than C(/), only files are written.
+      - Root of the system that receives the files, in C(etc/systemd/network) under it. With anything else than
+        C(/), only files are written.
     type: path
     default: /
-  network_dir:
-    description:
-      - Directory for the C(.link) and C(.network) files. Default C(etc/systemd/network) under O(root).
-    type: path
-  systemd_run_dir:
-    description:
-      - The directory that exists only while systemd runs as init (C(/run/systemd/system)). A live run
-        (O(root=/)) refuses, before touching any NIC, where it is missing - networkd could not take the
-        renamed NIC over, and the machine would be left without its network. A test hook; leave the default.
-    type: path
-    default: /run/systemd/system
-  sysfs_root:
-    description:
-      - Where sysfs is mounted. A test hook; leave the default on real machines.
-    type: path
-    default: /sys
   issue_path:
     description:
       - File shown before the login prompt (C(/etc/issue)) whose C(pre-nixos:) lines tell the outcome.
@@ -103,6 +88,8 @@ attributes:
     platforms: posix
 notes:
   - Needs C(ip) (iproute2); live runs also need C(networkctl) and C(systemctl) (systemd-networkd).
+  - A live run (O(root=/)) refuses, before touching any NIC, where C(/run/systemd/system) is missing (systemd is
+    not init) - networkd could not take the renamed NIC over, and the machine would be left without its network.
   - NICs that were brought up to look for a link and were not chosen stay up, unconfigured.
 """
 
@@ -210,6 +197,9 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.runner import Co
 
 # Where the live system keeps its networkd files: a write under another root reads the original name back from here.
 LIVE_NETWORK_DIR = "/etc/systemd/network"
+SYSFS_ROOT = "/sys"
+# Exists only while systemd runs as init.
+SYSTEMD_RUN_DIR = "/run/systemd/system"
 
 
 class LanFailure(Exception):
@@ -256,8 +246,9 @@ class Lan:
         self.params = module.params
         self.check = module.check_mode
         self.name = self.params["name"]
-        self.live = os.path.realpath(self.params["root"]) == "/"
-        self.network_dir = self.params["network_dir"] or os.path.join(self.params["root"], "etc", "systemd", "network")
+        root = self.params["root"]
+        self.live = os.path.realpath(root) == "/"
+        self.network_dir = LIVE_NETWORK_DIR if self.live else os.path.join(root, "etc", "systemd", "network")
         self.ip = module.get_bin_path("ip", required=True)
         self.commands = []
         self.changed = False
@@ -270,7 +261,7 @@ class Lan:
 
     def look(self):
         """Re-read sysfs (the permanent MACs from ``ip`` are read once: they do not change)."""
-        self.nics = nics.gather_nics(self.params["sysfs_root"], self.ip_links)
+        self.nics = nics.gather_nics(SYSFS_ROOT, self.ip_links)
         return self.nics
 
     def lease(self):
@@ -317,7 +308,7 @@ class Lan:
         if not self.nics:
             raise LanFailure(
                 "no physical NIC: no interface in %s has a device link"
-                % os.path.join(self.params["sysfs_root"], "class", "net")
+                % os.path.join(SYSFS_ROOT, "class", "net")
             )
         if not found:
             raise LanFailure(
@@ -430,10 +421,10 @@ class Lan:
             time.sleep(self.params["poll_interval"])
 
     def run(self):
-        if self.live and not os.path.isdir(self.params["systemd_run_dir"]):
+        if self.live and not os.path.isdir(SYSTEMD_RUN_DIR):
             raise LanFailure(
                 "systemd is not running this machine (no %s): refusing to touch its NICs, since systemd-networkd"
-                " could not configure a renamed one; nothing changed" % self.params["systemd_run_dir"]
+                " could not configure a renamed one; nothing changed" % SYSTEMD_RUN_DIR
             )
         nic = self.choose()
         self.result["nic"] = nic
@@ -511,7 +502,7 @@ class Lan:
                 )
                 write_text(self.module, self.params["issue_path"], wanted)
         if issue_changed or (not self.params["issue_path"] and self.changed):
-            write_consoles(console_devices(self.params["consoles"], self.params["sysfs_root"]), lines)
+            write_consoles(console_devices(self.params["consoles"], SYSFS_ROOT), lines)
 
     def report(self):
         result = dict(self.result, changed=self.changed, commands=self.commands, nics=self.nics)
@@ -529,9 +520,6 @@ def main():
             "dhcp_timeout": {"type": "int", "default": 60},
             "poll_interval": {"type": "float", "default": 1},
             "root": {"type": "path", "default": "/"},
-            "network_dir": {"type": "path"},
-            "sysfs_root": {"type": "path", "default": "/sys"},
-            "systemd_run_dir": {"type": "path", "default": "/run/systemd/system"},
             "issue_path": {"type": "path"},
             "consoles": {"type": "list", "elements": "path", "default": []},
             "failure_hint": {"type": "str", "default": ""},

@@ -15,12 +15,6 @@ description:
   - The list is in bus order (the device tree under C(/sys/devices), PCI addresses compared as
     fixed-width hex), then by name. The same hardware gives the same list every time.
 author: pre-nixos baseline engineers (@prenixos)
-options:
-  sysfs_root:
-    description:
-      - Where sysfs is mounted. A test hook; leave the default on real machines.
-    type: path
-    default: /sys
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -113,14 +107,11 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.runner import Co
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec={"sysfs_root": {"type": "path", "default": "/sys"}},
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec={}, supports_check_mode=True)
     ip = module.get_bin_path("ip", required=True)
     try:
         ip_links = parse_ip_link(Runner(module).run([ip, "-j", "link", "show"])[1])
-        nics = gather_nics(module.params["sysfs_root"], ip_links)
+        nics = gather_nics(ip_links=ip_links)
     except CommandError as err:
         module.fail_json(**err.as_fail_kwargs())
     except NicFactsError as err:

@@ -30,10 +30,6 @@ options:
     description: The main sshd configuration that includes the drop-in directory.
     type: path
     default: /etc/ssh/sshd_config
-  privsep_dir:
-    description: sshd's privilege separation directory, created when missing.
-    type: path
-    default: /run/sshd
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -78,6 +74,9 @@ from ansible_collections.prenixos.baseline.plugins.module_utils import sshd
 from ansible_collections.prenixos.baseline.plugins.module_utils.files import WriteError, read_text, write_text
 from ansible_collections.prenixos.baseline.plugins.module_utils.runner import CommandError, Runner
 
+# sshd's privilege separation directory: sshd, and sshd -t, fail when it is missing.
+PRIVSEP_DIR = "/run/sshd"
+
 
 def effective_config(runner, sshd_bin, config):
     """Check the whole configuration, then read the values sshd would use for root from localhost."""
@@ -92,7 +91,6 @@ def main():
             "settings": {"type": "dict", "required": True},
             "path": {"type": "path", "default": "/etc/ssh/sshd_config.d/00-pre-nixos.conf"},
             "config": {"type": "path", "default": "/etc/ssh/sshd_config"},
-            "privsep_dir": {"type": "path", "default": "/run/sshd"},
         },
         supports_check_mode=True,
     )
@@ -100,8 +98,8 @@ def main():
     settings = {str(k): ("yes" if v is True else "no" if v is False else str(v)) for k, v in params["settings"].items()}
     sshd_bin = module.get_bin_path("sshd", required=True)
     runner = Runner(module)
-    if not os.path.isdir(params["privsep_dir"]) and not module.check_mode:
-        os.makedirs(params["privsep_dir"], mode=0o755, exist_ok=True)
+    if not os.path.isdir(PRIVSEP_DIR) and not module.check_mode:
+        os.makedirs(PRIVSEP_DIR, mode=0o755, exist_ok=True)
 
     before = read_text(params["path"])
     after = sshd.render_dropin(settings)

@@ -49,21 +49,6 @@ options:
       - Seconds to wait for udev and for each new device node (partitions, arrays, volumes).
     type: int
     default: 30
-  sysfs_root:
-    description:
-      - Where sysfs is mounted. For tests.
-    type: path
-    default: /sys
-  proc_root:
-    description:
-      - Where procfs is mounted (C(self/mountinfo), C(mdstat), C(swaps) are read under it). For tests.
-    type: path
-    default: /proc
-  dev_root:
-    description:
-      - Where the device nodes live. For tests.
-    type: path
-    default: /dev
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -180,9 +165,6 @@ def main():
             "wipe": {"type": "bool", "default": False},
             "root": {"type": "path", "default": "/mnt"},
             "settle_timeout": {"type": "int", "default": 30},
-            "sysfs_root": {"type": "path", "default": "/sys"},
-            "proc_root": {"type": "path", "default": "/proc"},
-            "dev_root": {"type": "path", "default": "/dev"},
         },
         supports_check_mode=True,
     )
@@ -200,9 +182,6 @@ def main():
             wipe=params["wipe"],
             check_mode=module.check_mode,
             settle_timeout=params["settle_timeout"],
-            sysfs_root=params["sysfs_root"],
-            proc_root=params["proc_root"],
-            dev_root=params["dev_root"],
             sleep=time.sleep,
             clock=time.monotonic,
         )

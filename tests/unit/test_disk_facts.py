@@ -1,6 +1,8 @@
 """Disk discovery against fake lsblk output and fake /sys, /dev and /proc trees (see fixtures/disks/README.md)."""
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import random
 from pathlib import Path
@@ -622,17 +624,35 @@ def fake_get_bin_path(self, name, required=False, opt_dirs=None):
     return "/usr/bin/" + name
 
 
+def point_module_at(machine, monkeypatch, runner):
+    """The module reads the machine's trees (it has no option for them) and runs ``runner``."""
+    monkeypatch.setattr(disk_facts, "gather_disks", functools.partial(gather_disks, **machine.roots()))
+    monkeypatch.setattr(disk_facts, "Runner", lambda module: runner)
+    monkeypatch.setattr(AnsibleModule, "get_bin_path", fake_get_bin_path)
+
+
 @pytest.fixture
 def module_on(monkeypatch):
     """Run disk_facts.main() against a Machine, with its fake runner and a fake lsblk location."""
 
     def run(machine, capsys, check_mode=False):
         machine.runner = RecordingRunner({("/usr/bin/lsblk",): (0, machine.lsblk_text, "")})
-        monkeypatch.setattr(disk_facts, "Runner", lambda module: machine.runner)
-        monkeypatch.setattr(AnsibleModule, "get_bin_path", fake_get_bin_path)
-        return run_module(disk_facts.main, machine.roots(), capsys, check_mode=check_mode)
+        point_module_at(machine, monkeypatch, machine.runner)
+        return run_module(disk_facts.main, {}, capsys, check_mode=check_mode)
 
     return run
+
+
+def test_module_reads_the_real_sys_dev_and_proc_and_takes_no_option_for_them(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(disk_facts, "gather_disks", lambda runner, **kwargs: calls.append(kwargs) or [])
+    monkeypatch.setattr(AnsibleModule, "get_bin_path", fake_get_bin_path)
+    assert run_module(disk_facts.main, {}, capsys)["ansible_facts"] == {"prenixos_disks": []}
+    assert calls == [{"lsblk": "/usr/bin/lsblk"}]
+    defaults = {name: p.default for name, p in inspect.signature(gather_disks).parameters.items() if "root" in name}
+    assert defaults == {"sysfs_root": "/sys", "dev_root": "/dev", "proc_root": "/proc"}
+    refused = run_module(disk_facts.main, {"sysfs_root": "/tmp/sys"}, capsys)
+    assert refused["failed"] is True and "sysfs_root" in refused["msg"]
 
 
 def test_module_in_check_mode_returns_the_facts_and_changes_nothing(tmp_path, capsys, module_on):
@@ -664,9 +684,8 @@ def test_module_fails_with_a_message_when_lsblk_output_is_malformed(tmp_path, ca
 def test_module_fails_with_the_command_and_stderr_when_lsblk_fails(tmp_path, capsys, monkeypatch):
     machine = Machine(tmp_path, "host_vda")
     failing = RecordingRunner({("/usr/bin/lsblk",): (32, "", "lsblk: failed to access sysfs directory")})
-    monkeypatch.setattr(disk_facts, "Runner", lambda module: failing)
-    monkeypatch.setattr(AnsibleModule, "get_bin_path", fake_get_bin_path)
-    result = run_module(disk_facts.main, machine.roots(), capsys)
+    point_module_at(machine, monkeypatch, failing)
+    result = run_module(disk_facts.main, {}, capsys)
     assert result["failed"] is True
     assert (result["rc"], result["cmd"]) == (32, ["/usr/bin/lsblk", "-J", "-b", "-O"])
     assert "failed to access sysfs directory" in result["msg"]

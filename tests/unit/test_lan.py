@@ -61,13 +61,12 @@ class World:
         monkeypatch.setattr(lan, "Runner", lambda module: self.box.runner)
         monkeypatch.setattr(lan, "time", self.box)
         monkeypatch.setattr(lan, "LIVE_NETWORK_DIR", str(self.live_dir))
+        monkeypatch.setattr(lan, "SYSFS_ROOT", str(self.box.sysfs))
+        monkeypatch.setattr(lan, "SYSTEMD_RUN_DIR", str(self.systemd_run_dir))
         monkeypatch.setattr(AnsibleModule, "get_bin_path", fake_get_bin_path)
 
     def args(self, **extra):
         args = {
-            "sysfs_root": str(self.box.sysfs),
-            "systemd_run_dir": str(self.systemd_run_dir),
-            "network_dir": str(self.live_dir),
             "issue_path": str(self.issue),
             "consoles": [str(console) for console in self.consoles] + [str(self.consoles[0].parent / "missing")],
             "failure_hint": "retrying every 30 s",
@@ -379,14 +378,14 @@ def test_check_mode_on_a_configured_machine_reports_no_change(world):
 
 def test_another_root_gets_the_files_and_no_live_link_is_touched(world, tmp_path):
     w = world("host_kvm")
-    result = w.run(root=str(tmp_path / "mnt"), network_dir=None)
+    result = w.run(root=str(tmp_path / "mnt"))
     target = tmp_path / "mnt" / "etc" / "systemd" / "network"
     assert result["changed"] is True
     assert only_mutations(w.new_calls()) == [] and result["commands"] == []
     assert sorted(w.files(target)) == ["10-lan.link", "10-lan.network"]
     assert sorted(w.box.nics) == ["eth0"]
     assert result["msg"] == "files for lan (02:fc:00:00:00:01, was eth0) under %s" % (tmp_path / "mnt")
-    assert w.run(root=str(tmp_path / "mnt"), network_dir=None)["changed"] is False
+    assert w.run(root=str(tmp_path / "mnt"))["changed"] is False
 
 
 def test_another_root_after_first_boot_copies_the_live_choice_with_its_original_name(world, tmp_path):
@@ -394,7 +393,7 @@ def test_another_root_after_first_boot_copies_the_live_choice_with_its_original_
     w.box.plug("ens4")
     w.run()
     w.box.plug("ens3")
-    result = w.run(root=str(tmp_path / "mnt"), network_dir=None)
+    result = w.run(root=str(tmp_path / "mnt"))
     assert (result["original_name"], result["address"]) == ("ens4", "10.0.2.15")
     assert w.files(tmp_path / "mnt" / "etc" / "systemd" / "network") == w.files()
     assert only_mutations(w.new_calls()) == []
@@ -402,10 +401,10 @@ def test_another_root_after_first_boot_copies_the_live_choice_with_its_original_
 
 def test_another_root_with_no_link_and_several_nics_asks_for_a_mac(world, tmp_path):
     w = world("qemu_three_nics")
-    result = w.run(root=str(tmp_path / "mnt"), network_dir=None)
+    result = w.run(root=str(tmp_path / "mnt"))
     assert result["failed"] is True
     assert "name it with mac" in result["msg"]
-    chosen = w.run(root=str(tmp_path / "mnt"), network_dir=None, mac="52:54:00:12:34:57")
+    chosen = w.run(root=str(tmp_path / "mnt"), mac="52:54:00:12:34:57")
     assert chosen["original_name"] == "ens4" and only_mutations(w.new_calls()) == []
 
 

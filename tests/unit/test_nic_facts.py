@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import functools
+import inspect
 import ipaddress
 import json
 import os
@@ -503,13 +505,19 @@ def test_the_operators_mac_leaves_one_candidate():
 # ---------------------------------------------------------------- the module
 
 
+def point_module_at(box, monkeypatch, runner):
+    """The module reads the box's sysfs (it has no option for it) and runs ``runner``."""
+    monkeypatch.setattr(nic_facts, "gather_nics", functools.partial(nics.gather_nics, str(box.sysfs)))
+    monkeypatch.setattr(nic_facts, "Runner", lambda module: runner)
+    monkeypatch.setattr(AnsibleModule, "get_bin_path", fake_get_bin_path)
+
+
 @pytest.fixture
 def run_facts(machine, monkeypatch, capsys):
     def run(fixture, check_mode=False):
         box = machine(fixture)
-        monkeypatch.setattr(nic_facts, "Runner", lambda module: box.runner)
-        monkeypatch.setattr(AnsibleModule, "get_bin_path", fake_get_bin_path)
-        return box, run_module(nic_facts.main, {"sysfs_root": str(box.sysfs)}, capsys, check_mode=check_mode)
+        point_module_at(box, monkeypatch, box.runner)
+        return box, run_module(nic_facts.main, {}, capsys, check_mode=check_mode)
 
     return run
 
@@ -527,6 +535,18 @@ def test_module_returns_the_nics_as_facts_and_changes_nothing(run_facts):
     assert box.runner.calls == [["ip", "-j", "link", "show"]]
 
 
+def test_module_reads_the_real_sysfs_and_takes_no_option_for_it(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(nic_facts, "gather_nics", lambda *args, **kwargs: calls.append((args, kwargs)) or [])
+    monkeypatch.setattr(nic_facts, "Runner", lambda module: RecordingRunner({("ip",): (0, "[]", "")}))
+    monkeypatch.setattr(AnsibleModule, "get_bin_path", fake_get_bin_path)
+    assert run_module(nic_facts.main, {}, capsys)["ansible_facts"] == {"prenixos_nics": []}
+    assert calls == [((), {"ip_links": {}})]
+    assert inspect.signature(nics.gather_nics).parameters["sysfs_root"].default == "/sys"
+    refused = run_module(nic_facts.main, {"sysfs_root": "/tmp/sys"}, capsys)
+    assert refused["failed"] is True and "sysfs_root" in refused["msg"]
+
+
 def test_module_in_check_mode_gives_the_same_facts(run_facts):
     plain = run_facts("host_kvm")[1]
     checked = run_facts("host_kvm", check_mode=True)[1]
@@ -537,9 +557,8 @@ def test_module_in_check_mode_gives_the_same_facts(run_facts):
 def test_module_fails_with_the_command_when_ip_fails(machine, monkeypatch, capsys):
     box = machine("host_kvm")
     failing = RecordingRunner({("ip",): (255, "", 'Object "link" is unknown, try "ip help".\n')})
-    monkeypatch.setattr(nic_facts, "Runner", lambda module: failing)
-    monkeypatch.setattr(AnsibleModule, "get_bin_path", fake_get_bin_path)
-    result = run_module(nic_facts.main, {"sysfs_root": str(box.sysfs)}, capsys)
+    point_module_at(box, monkeypatch, failing)
+    result = run_module(nic_facts.main, {}, capsys)
     assert result["failed"] is True
     assert (result["cmd"], result["rc"]) == (["ip", "-j", "link", "show"], 255)
     assert 'Object "link" is unknown' in result["msg"]

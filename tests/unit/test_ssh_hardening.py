@@ -30,7 +30,7 @@ def fake_sshd(tmp_path, monkeypatch):
     """An ``sshd`` on PATH whose -T output is built from the drop-ins, like sshd's first-value-wins rule.
 
     A file ``override`` plays a configuration read before ours; ``reject`` makes ``sshd -t`` fail.
-    The host's own sshd is never run.
+    The host's own sshd is never run, and the privilege separation directory is ``run-sshd`` here.
     """
     bindir = tmp_path / "bin"
     bindir.mkdir()
@@ -49,6 +49,7 @@ def fake_sshd(tmp_path, monkeypatch):
     (tmp_path / "sshd_config.d").mkdir()
     (tmp_path / "defaults").write_text("permitrootlogin without-password\npasswordauthentication yes\n")
     monkeypatch.setenv("PATH", "%s:%s" % (bindir, os.environ["PATH"]))
+    monkeypatch.setattr(sshd_hardening, "PRIVSEP_DIR", str(tmp_path / "run-sshd"))
     return tmp_path
 
 
@@ -57,7 +58,6 @@ def hardening_args(root):
         "settings": HARDENED,
         "path": str(root / "sshd_config.d" / "00-pre-nixos.conf"),
         "config": str(root / "sshd_config"),
-        "privsep_dir": str(root / "run-sshd"),
     }
 
 

@@ -1,6 +1,8 @@
 """The storage_apply module: a thin shell over the engine, run in-process against the fake machine."""
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 
 import pytest
@@ -13,16 +15,18 @@ from ansible_collections.prenixos.baseline.plugins.modules import storage_apply
 
 @pytest.fixture
 def machine(tmp_path, monkeypatch):
-    """The default machine, answering as the module's runner; tools resolve under /usr/sbin."""
+    """The default machine, answering as the module's runner, its trees read as /sys, /proc and /dev (the module
+    has no option for them); tools resolve under /usr/sbin."""
     fake = default_machine(tmp_path)
     monkeypatch.setattr(storage_apply, "Runner", lambda module: fake)
+    monkeypatch.setattr(storage_apply, "Applier", functools.partial(storage_apply.Applier, **fake.roots))
     monkeypatch.setattr(storage_apply.AnsibleModule, "get_bin_path",
                         lambda self, name, required=False, opt_dirs=None: "/usr/sbin/" + name)
     return fake
 
 
 def args(machine, **extra):
-    return dict({"plan": DEFAULT_PLAN}, **machine.roots, **extra)
+    return dict({"plan": DEFAULT_PLAN}, **extra)
 
 
 def warnings(result):
@@ -102,6 +106,16 @@ def test_a_failing_command_fails_the_task_with_the_command_its_rc_and_its_stderr
 def test_the_module_refuses_bad_options_before_running_anything(machine, capsys, extra, message):
     result = run_module(storage_apply.main, args(machine, **extra), capsys)
     assert result["failed"] is True and message in result["msg"]
+    assert machine.calls == []
+
+
+def test_the_boot_disk_is_found_from_the_real_proc_and_dev_whatever_the_options(machine, capsys):
+    defaults = {name: p.default for name, p in inspect.signature(storage_apply.Applier.func).parameters.items()
+                if name.endswith("_root")}
+    assert defaults == {"sysfs_root": "/sys", "proc_root": "/proc", "dev_root": "/dev"}
+    for name in defaults:
+        result = run_module(storage_apply.main, args(machine, **{name: "/tmp/elsewhere"}), capsys)
+        assert result["failed"] is True and "Unsupported parameters" in result["msg"] and name in result["msg"]
     assert machine.calls == []
 
 
