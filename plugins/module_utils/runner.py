@@ -2,13 +2,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The one door to the system: every command the collection runs goes through here.
 
-Commands are argument lists (never a shell string), run with ``LC_ALL=C``.
-Tests replace :class:`Runner` with :class:`RecordingRunner`.
+Commands are argument lists (never a shell string), run with ``LC_ALL=C`` through the module's
+``run_command``. Unit tests hand the code a recording fake instead (``tests/unit/runners.py``).
 """
 from __future__ import annotations
 
 import collections
-import subprocess
 import time
 
 C_LOCALE = {"LC_ALL": "C", "LANG": "C", "LANGUAGE": "C"}
@@ -32,9 +31,9 @@ class CommandError(Exception):
 
 
 class Runner:
-    """Runs commands through an AnsibleModule (or plain subprocess when none is given)."""
+    """Runs commands through an AnsibleModule."""
 
-    def __init__(self, module=None):
+    def __init__(self, module):
         self.module = module
         self.commands = []  # every argv run, in order: modules return it to the operator
         self.seconds = []  # how long each of them took, in the same order
@@ -45,16 +44,9 @@ class Runner:
         self.commands.append(argv)
         started = time.monotonic()
         try:
-            if self.module is not None:
-                rc, out, err = self.module.run_command(
-                    argv, environ_update=C_LOCALE, data=data, binary_data=data is not None
-                )
-            else:
-                import os
-
-                env = dict(os.environ, **C_LOCALE)
-                proc = subprocess.run(argv, input=data, capture_output=True, text=True, env=env, check=False)
-                rc, out, err = proc.returncode, proc.stdout, proc.stderr
+            rc, out, err = self.module.run_command(
+                argv, environ_update=C_LOCALE, data=data, binary_data=data is not None
+            )
         finally:
             self.seconds.append(time.monotonic() - started)
         if check and rc != 0:
@@ -79,32 +71,3 @@ def timing(commands, seconds, changing, slowest=5):
         "reading_seconds": round(spent["reading"], 1),
         "slowest": ["%.1f s: %s" % (took, " ".join(argv)) for took, argv in ranked],
     }
-
-
-class RecordingRunner:
-    """A fake runner for tests: records every command and answers from a table.
-
-    ``responses`` maps a command prefix (a tuple of leading arguments) to
-    ``(rc, stdout, stderr)`` or to a callable taking the argv and returning one.
-    The longest matching prefix wins; unmatched commands answer ``(0, "", "")``.
-    """
-
-    def __init__(self, responses=None):
-        self.responses = dict(responses or {})
-        self.calls = []
-        self.commands = self.calls
-
-    def run(self, argv, check=True, data=None):
-        argv = [str(a) for a in argv]
-        self.calls.append(argv)
-        best = None
-        for prefix, answer in self.responses.items():
-            if tuple(argv[: len(prefix)]) == tuple(prefix) and (best is None or len(prefix) > len(best[0])):
-                best = (prefix, answer)
-        rc, out, err = (0, "", "")
-        if best is not None:
-            answer = best[1]
-            rc, out, err = answer(argv) if callable(answer) else answer
-        if check and rc != 0:
-            raise CommandError(argv, rc, out, err)
-        return rc, out, err

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from ansible.module_utils.basic import AnsibleModule
 from module_harness import run_module
+from runners import RecordingRunner
 
 from ansible_collections.prenixos.baseline.plugins.module_utils import disks as discovery
 from ansible_collections.prenixos.baseline.plugins.module_utils.disks import (
@@ -19,7 +20,6 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.disks import (
     parse_lsblk,
     parse_mountinfo,
 )
-from ansible_collections.prenixos.baseline.plugins.module_utils.runner import RecordingRunner
 from ansible_collections.prenixos.baseline.plugins.modules import disk_facts
 
 FIXTURES = Path(__file__).parent / "fixtures" / "disks"

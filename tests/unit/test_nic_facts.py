@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from ansible.module_utils.basic import AnsibleModule
 from module_harness import run_module
+from runners import RecordingRunner
 
 from ansible_collections.prenixos.baseline.plugins.module_utils import nics
-from ansible_collections.prenixos.baseline.plugins.module_utils.runner import RecordingRunner
 from ansible_collections.prenixos.baseline.plugins.modules import nic_facts
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nics"

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from runners import RecordingRunner
 from test_disk_facts import Machine
 
 from ansible_collections.prenixos.baseline.plugins.module_utils import disks, nics
-from ansible_collections.prenixos.baseline.plugins.module_utils.runner import RecordingRunner
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,23 +1,19 @@
 from __future__ import annotations
 
 import pytest
+from runners import RecordingRunner, local_runner
 
-from ansible_collections.prenixos.baseline.plugins.module_utils.runner import (
-    CommandError,
-    RecordingRunner,
-    Runner,
-    timing,
-)
+from ansible_collections.prenixos.baseline.plugins.module_utils.runner import CommandError, timing
 
 
 def test_runner_runs_argument_lists_in_the_c_locale():
-    rc, out, unused_err = Runner().run(["sh", "-c", 'printf "%s" "$LC_ALL"'])
+    rc, out, unused_err = local_runner().run(["sh", "-c", 'printf "%s" "$LC_ALL"'])
     assert (rc, out) == (0, "C")
 
 
 def test_runner_failure_names_the_command_its_rc_and_stderr():
     with pytest.raises(CommandError) as err:
-        Runner().run(["sh", "-c", "echo boom >&2; exit 3"])
+        local_runner().run(["sh", "-c", "echo boom >&2; exit 3"])
     assert err.value.rc == 3
     assert err.value.argv == ["sh", "-c", "echo boom >&2; exit 3"]
     assert "boom" in str(err.value) and "rc=3" in str(err.value)
@@ -44,7 +40,7 @@ def test_timing_splits_the_commands_that_changed_the_machine_from_the_reads_and_
 
 
 def test_the_runner_times_every_command_even_a_failing_one():
-    runner = Runner()
+    runner = local_runner()
     with pytest.raises(CommandError):
         runner.run(["false"])
     runner.run(["true"])

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from runners import RecordingRunner, local_runner
 from test_storage_apply_fake_machine import FakeMachine, GiB
 
 from ansible_collections.prenixos.baseline.plugins.module_utils import storage_state
-from ansible_collections.prenixos.baseline.plugins.module_utils.runner import RecordingRunner, Runner
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_state import (
     StateError,
     md_short_name,
@@ -77,7 +77,7 @@ def test_the_probe_script_gives_each_device_its_own_exit_code(tmp_path):
     fake_blkid = tmp_path / "blkid"
     fake_blkid.write_text('#!/bin/sh\ncase $4 in *ext4*) echo TYPE=ext4; exit 0;; esac; exit 2\n')
     fake_blkid.chmod(0o755)
-    probes = storage_state.probe_devices(Runner(), {"blkid": str(fake_blkid)},
+    probes = storage_state.probe_devices(local_runner(), {"blkid": str(fake_blkid)},
                                          [str(blank), str(ext4), str(blank)])
     assert probes == [{}, {"TYPE": "ext4"}, {}]
 
