@@ -1,0 +1,294 @@
+# Copyright: pre-nixos baseline engineers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The inventory room of the storage engine: the plan checked, the planned disks' content sorted into
+ours and foreign, the disks a wipe must take, and their teardown.
+
+``PlanView`` and ``Classifier`` are put together here from the kinds' parts (``PartitionPlan``,
+``ArrayPlan``... from the ``storage_kind_*`` rooms); what is not one kind's business stays here:
+the order of the plan's sections, the dispatch from a device's type to its kind, the disks'
+identity (``check_disks``), the stacks a disk shares (``stack_reach``, ``wipe_closure``), and the
+order of the teardown.
+
+Teardown (``wipe: true``), leaf to root: the mounts and swap, LVM, the arrays, the partition
+tables (each kind's ``teardown_*``), then a settle. A killed teardown leaves less foreign content
+than before; the next run (with ``wipe``) tears down the rest.
+
+May import storage_step, storage_state, storage_contract and the storage_kind_* rooms; not storage_apply.
+"""
+from __future__ import annotations
+
+from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import PLAN_VERSION
+from ansible_collections.prenixos.baseline.plugins.module_utils.storage_kind_fs import (
+    FilesystemPlan,
+    filesystem_matches,
+    teardown_mounts,
+    usage,
+)
+from ansible_collections.prenixos.baseline.plugins.module_utils.storage_kind_lvm import (
+    VolumeInventory,
+    VolumePlan,
+    is_our_pv,
+    pv_description,
+    pvs_on_disk,
+    teardown_volumes,
+    vg_name_conflicts,
+)
+from ansible_collections.prenixos.baseline.plugins.module_utils.storage_kind_md import (
+    ArrayInventory,
+    ArrayPlan,
+    array_name_conflicts,
+    arrays_in,
+    arrays_reaching,
+    holds_our_superblock,
+    superblock_description,
+    teardown_arrays,
+)
+from ansible_collections.prenixos.baseline.plugins.module_utils.storage_kind_partition import (
+    PartitionInventory,
+    PartitionPlan,
+    teardown_tables,
+)
+from ansible_collections.prenixos.baseline.plugins.module_utils.storage_state import MD_TYPES
+from ansible_collections.prenixos.baseline.plugins.module_utils.storage_step import (
+    ApplyError,
+    Step,
+    describe_probe,
+    settle_argv,
+)
+
+# ---------------------------------------------------------------- the plan
+
+
+class PlanView(PartitionPlan, ArrayPlan, VolumePlan, FilesystemPlan):
+    """The plan, checked and indexed. Every device path a step may name is derived here.
+
+    A plan that does not hold together (a partition device that is not on its disk, an array
+    member that is not a planned partition, a mountpoint with ``..``) is refused before any read.
+    Each section is read by its kind, root to leaf, so that a kind can check what it sits on.
+    """
+
+    def __init__(self, plan):
+        self.errors = []
+        if not isinstance(plan, dict):
+            raise ApplyError("plan must be the dict storage_plan returns, got %s" % type(plan).__name__)
+        if plan.get("version") != PLAN_VERSION:
+            raise ApplyError("plan version %r is not supported (this module reads version %d)"
+                             % (plan.get("version"), PLAN_VERSION))
+        self.plan = plan
+        self.read_disks()
+        self.read_partitions()
+        self.read_arrays()
+        self.read_volume_groups()
+        self.read_logical_volumes()
+        self.check_mountpoints()
+        if self.errors:
+            raise ApplyError("the plan is not consistent: " + "; ".join(self.errors))
+
+    def entries(self, key):
+        value = self.plan.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(entry, dict) for entry in value):
+            self.errors.append("%s must be a list of dicts" % key)
+            return []
+        return value
+
+
+# ---------------------------------------------------------------- the disks and what is on them
+
+
+def check_disks(view, state):
+    """Refuse planned disks that are the boot disk, missing, or not the disk the plan saw."""
+    problems = []
+    for name, disk in view.disks.items():
+        if name in state.boot_disks:
+            where = ", ".join(sorted(m["mountpoint"] for m in state.mounts
+                                     if m["kname"] and name in state.tops.get(m["kname"], ())))
+            problems.append("%s is in the plan, but the running system lives on it%s; it is never touched"
+                            % (name, " (mounted at %s)" % where if where else ""))
+            continue
+        if not state.present(name):
+            problems.append("%s is in the plan but not present" % name)
+            continue
+        path = disk.get("path") or ""
+        if path.startswith("/dev/disk/by-id/"):
+            now = state.kname_of(path)
+            if now != name:
+                problems.append("%s: the plan knew it as %s, which now points at %s; the disks changed since planning"
+                                % (name, path, now or "nothing"))
+        size = state.node_size(name)
+        if isinstance(disk.get("size"), int) and size is not None and size != disk["size"]:
+            problems.append("%s: planned for %d bytes, now %d bytes; the disks changed since planning"
+                            % (name, disk["size"], size))
+    if problems:
+        raise ApplyError("refusing to apply the plan: " + "; ".join(problems), refused=problems)
+
+
+class Inventory:
+    """What is on the planned disks: ``foreign`` {disk: [what]}, ``conflicts`` [why], ``ours`` knames."""
+
+    def __init__(self):
+        self.foreign = {}
+        self.conflicts = []
+        self.ours = set()
+
+    def add(self, disk, what):
+        found = self.foreign.setdefault(disk, [])
+        if what not in found:
+            found.append(what)
+
+
+def take_inventory(view, state, root):
+    """Sort everything on the planned disks into ours and foreign (see storage_apply's docstring)."""
+    inventory = Inventory()
+    for disk in view.disks:
+        Classifier(view, state, root, disk, inventory).run()
+    find_conflicts(view, state, inventory)
+    return inventory
+
+
+class Classifier(PartitionInventory, ArrayInventory, VolumeInventory):
+    """Classifies one planned disk and everything stacked on it, each device by its kind."""
+
+    def __init__(self, view, state, root, disk, inventory):
+        self.view, self.state, self.root, self.disk, self.inventory = view, state, root, disk, inventory
+        self.by_type = {"part": self.classify_partition, "lvm": self.classify_volume}
+        self.by_type.update((md_type, self.classify_array) for md_type in MD_TYPES)
+
+    def foreign(self, what):
+        self.inventory.add(self.disk, what)
+
+    def run(self):
+        self.classify_disk()
+        for kname in self.state.descendants(self.disk):
+            kind = self.state.node_type(kname)
+            if kind in self.by_type:
+                self.by_type[kind](kname)
+            else:
+                self.foreign("%s device %s%s" % (kind or "unknown", kname, self.usage(kname)))
+        self.classify_volume_groups()
+
+    def content_is_ours(self, kname, planned_device):
+        """True when what blkid sees on ``kname`` is what the plan puts on ``planned_device`` (or nothing)."""
+        state, view = self.state, self.view
+        probe = state.probe(kname)
+        if not probe:
+            return True
+        expected = view.filesystem_for(planned_device)
+        if expected is not None:
+            ours = filesystem_matches(probe, expected)
+        elif planned_device in view.array_of_member:
+            ours = holds_our_superblock(state, kname, probe, view.array_of_member[planned_device])
+        elif planned_device in view.vg_of_pv:
+            ours = is_our_pv(state, kname, probe, view.vg_of_pv[planned_device]["name"])
+        else:
+            ours = False
+        if not ours:
+            self.foreign_content(kname)
+        return ours
+
+    def foreign_content(self, kname):
+        """Report what is on a foreign (or wrongly filled) device; an empty one adds nothing to its entry."""
+        probe = self.state.probe(kname)
+        what = describe_probe(probe) if probe else None
+        what = superblock_description(self.state, kname) or what
+        what = pv_description(self.state, kname) or what
+        uses = self.usage(kname)
+        if what or uses:
+            self.foreign("%s: %s%s" % (kname, what or "in use", uses))
+
+    def usage(self, kname):
+        return usage(self.state, kname)
+
+
+def find_conflicts(view, state, inventory):
+    """Names the plan needs that something outside the planned disks already has."""
+    allowed = set(view.disks) - state.boot_disks
+    inventory.conflicts += array_name_conflicts(view, state, allowed)
+    inventory.conflicts += vg_name_conflicts(view, state, allowed)
+
+
+def foreign_message(inventory):
+    lines = ["Refusing to change disks that hold data this plan did not make (nothing was changed; "
+             "set wipe: true to destroy it):"]
+    for disk in sorted(inventory.foreign):
+        lines.append("  - %s: %s" % (disk, "; ".join(inventory.foreign[disk])))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- what a wipe takes
+
+
+def stack_reach(state, kname):
+    """Top-level disks a device stack involves (lsblk tree, md members, VG PVs)."""
+    reach = set(state.tops.get(kname, ()))
+    if state.node_type(kname) in MD_TYPES or kname in state.mdstat:
+        reach |= state.md_tops(kname)
+    volume = state.lv_of_kname(kname)
+    if volume is not None:
+        reach |= state.vg_tops(volume["vg"])
+    pv = state.pv_on(kname)
+    if pv is not None and pv["vg_name"]:
+        reach |= state.vg_tops(pv["vg_name"])
+    return reach
+
+
+def wipe_closure(view, state, seed):
+    """``(disks to wipe, conflicts)``: the seed plus the planned disks its stacks share.
+
+    A stack that reaches a disk outside the plan (or the boot disk) is a conflict: it cannot be
+    torn down without touching that disk.
+    """
+    allowed = set(view.disks) - state.boot_disks
+    disks, conflicts = set(seed), []
+    pending = sorted(disks)
+    while pending:
+        disk = pending.pop(0)
+        involved = [(kname, stack_reach(state, kname)) for kname in state.descendants(disk)]
+        involved += [("/dev/" + md, state.md_tops(md)) for md in arrays_reaching(state, disk) if md not in state.nodes]
+        involved += [("volume group " + vg, state.vg_tops(vg)) for vg in {pv["vg_name"] for pv in state.pvs}
+                     if vg and disk in state.vg_tops(vg)]
+        for what, reach in involved:
+            outside = reach - allowed
+            if outside:
+                message = ("%s on %s also uses %s, which %s; it cannot be torn down without touching %s"
+                           % (what, disk, ", ".join(sorted(outside)),
+                              "is the boot disk" if outside & state.boot_disks else "is not in the plan",
+                              "it" if len(outside) == 1 else "them"))
+                if message not in conflicts:
+                    conflicts.append(message)
+            for other in sorted((reach & allowed) - disks):
+                disks.add(other)
+                pending.append(other)
+    return sorted(disks), conflicts
+
+
+def teardown_steps(state, disks, tools, settle_timeout):
+    """Leaf-to-root teardown of everything on ``disks``: each kind tears down its own, the leaves first."""
+    scope = set(disks)
+    for disk in disks:
+        scope.update(state.descendants(disk))
+    arrays = arrays_in(state, scope)
+    scope.update(arrays)
+    steps = teardown_mounts(state, scope, tools)
+    steps += teardown_volumes(state, scope, tools)
+    steps += teardown_arrays(state, disks, arrays, tools)
+    steps += teardown_tables(state, disks, tools, settle_timeout)
+    steps.append(Step(settle_argv(tools, settle_timeout), "wait for udev"))
+    return steps
+
+
+def leftovers(state, disks):
+    """What is still reachable from ``disks`` after a teardown (empty when they are blank)."""
+    found = []
+    for disk in disks:
+        probe = state.probe(disk)
+        if probe:
+            found.append("%s: %s" % (disk, describe_probe(probe)))
+        if state.tables.get(disk):
+            found.append("%s: partition table with %d partition(s)" % (disk, len(state.tables[disk])))
+        for kname in state.descendants(disk):
+            found.append("%s: %s %s is still there" % (disk, state.node_type(kname) or "device", kname))
+        for pv in pvs_on_disk(state, disk):
+            found.append("%s: LVM physical volume %s" % (disk, pv["pv_name"]))
+        for md in arrays_reaching(state, disk):
+            found.append("%s: array /dev/%s" % (disk, md))
+    return found
