@@ -21,20 +21,15 @@ description:
   - It does not decide which disks may be used; M(prenixos.baseline.storage_plan) does.
   - The shape of each entry is the contract in C(docs/contracts.md).
 author: pre-nixos baseline engineers (@prenixos)
+extends_documentation_fragment:
+  - prenixos.baseline.attributes
+  - prenixos.baseline.attributes.facts
+  - prenixos.baseline.attributes.platform
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
-  facts:
-    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
-    support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 requirements:
   - lsblk from util-linux 2.33 or later (JSON output)
 notes:

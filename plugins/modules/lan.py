@@ -73,6 +73,9 @@ options:
     description: A further line for the operator when the network is not configured (what happens next).
     type: str
     default: ""
+extends_documentation_fragment:
+  - prenixos.baseline.attributes
+  - prenixos.baseline.attributes.platform
 attributes:
   check_mode:
     description:
@@ -82,10 +85,6 @@ attributes:
   diff_mode:
     description: Shows the files (and the issue file) before and after.
     support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 notes:
   - Needs C(ip) (iproute2); live runs also need C(networkctl) and C(systemctl) (systemd-networkd).
   - A live run (O(root=/)) refuses, before touching any NIC, where C(/run/systemd/system) is missing (systemd is

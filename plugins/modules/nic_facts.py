@@ -15,17 +15,15 @@ description:
   - The list is in bus order (the device tree under C(/sys/devices), PCI addresses compared as
     fixed-width hex), then by name. The same hardware gives the same list every time.
 author: pre-nixos baseline engineers (@prenixos)
+extends_documentation_fragment:
+  - prenixos.baseline.attributes
+  - prenixos.baseline.attributes.platform
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
     description: Changes nothing, so there is no diff.
     support: none
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 """
 
 EXAMPLES = r"""

@@ -30,17 +30,15 @@ options:
     description: The main sshd configuration that includes the drop-in directory.
     type: path
     default: /etc/ssh/sshd_config
+extends_documentation_fragment:
+  - prenixos.baseline.attributes
+  - prenixos.baseline.attributes.platform
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
     description: Shows the drop-in before and after.
     support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 """
 
 EXAMPLES = r"""

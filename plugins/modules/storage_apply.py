@@ -49,18 +49,15 @@ options:
       - Seconds to wait for udev and for each new device node (partitions, arrays, volumes).
     type: int
     default: 30
+extends_documentation_fragment:
+  - prenixos.baseline.attributes
+  - prenixos.baseline.attributes.platform
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Returns in RV(commands) the commands a real run would run, computed by the same code.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 notes:
   - Needs sgdisk (gdisk), mdadm, lvm2, e2fsprogs, dosfstools and util-linux on the target.
 """
