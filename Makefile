@@ -13,6 +13,7 @@ BUILD := $(ROOT)/build
 export ANSIBLE_COLLECTIONS_PATH := $(ROOT)/collections
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 SANITY_DIR := $(BUILD)/sanity/ansible_collections/prenixos/baseline
+SANITY_HOME := $(BUILD)/sanity-home
 APT_PACKAGES := python3-venv nix-bin qemu-system-x86 qemu-utils ovmf mmdebstrap squashfs-tools xorriso mtools \
 	grub-efi-amd64-bin grub-pc-bin dosfstools openssh-client zstd cpio
 
@@ -50,9 +51,10 @@ sanity: venv ## ansible-test sanity, offline, on a copy of the tracked tree
 	git ls-files -co --exclude-standard | grep -v '^collections/' | while read -r f; do \
 	  [ -e "$$f" ] && cp --parents -P "$$f" $(SANITY_DIR)/; done
 	cd $(SANITY_DIR) && git init -q && git add -A
-	# ansible-test 2.19 bootstraps pip 24.2 from a host we cannot reach: seed its cache with our stand-in
-	mkdir -p ~/.ansible/test/cache && cp tools/get_pip_offline.py ~/.ansible/test/cache/get_pip_24_2.py
-	cd $(SANITY_DIR) && $(BIN)/ansible-test sanity --venv --requirements --python 3.11 --color no
+	# ansible-test 2.19 bootstraps pip 24.2 from a host we cannot reach: seed its cache (~/.ansible/test/cache) with
+	# our stand-in, under a HOME in build/ so that the user's own ~/.ansible is left alone
+	mkdir -p $(SANITY_HOME)/.ansible/test/cache && cp tools/get_pip_offline.py $(SANITY_HOME)/.ansible/test/cache/get_pip_24_2.py
+	cd $(SANITY_DIR) && HOME=$(SANITY_HOME) $(BIN)/ansible-test sanity --venv --requirements --python 3.11 --color no
 
 unit: venv ## pytest unit tests (hermetic: fake sysfs, fake runner)
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit iso/tests
