@@ -85,7 +85,9 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.storage_kind_md 
     ArrayGuard,
     arrays_layout,
     degraded_arrays,
+    held_syncs,
     planned_arrays_layout,
+    sync_action,
 )
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_kind_partition import (
     PartitionBuild,
@@ -368,9 +370,8 @@ class Applier:
 
     def release_held(self):
         """After a failed build: let the arrays this run held sync again (best effort; a reboot does too)."""
-        for argv in self.executed:
-            if "--action=frozen" in argv:
-                self.runner.run(argv[:-2] + ["--action=idle", argv[-1]], check=False)
+        for array_path in held_syncs(self.executed, self.tools):
+            self.runner.run(sync_action(self.tools, "idle", array_path), check=False)
 
     def refuse_faulty_members(self, state):
         """A planned array that lost a member (the kernel marked it faulty) fails the run, layout kept."""

@@ -54,6 +54,16 @@ def can_start(level, total, present):
     return present >= minimum.get(level, total)
 
 
+def sync_action(tools, action, array_path):
+    """``frozen`` holds an array's sync, ``idle`` lets it run (the kernel forgets ``frozen`` at reboot)."""
+    return [tools("mdadm"), "--misc", "--action=" + action, array_path]
+
+
+def held_syncs(commands, tools):
+    """The arrays ``commands`` (argvs that ran) held with ``--action=frozen``."""
+    return [argv[-1] for argv in commands if argv == sync_action(tools, "frozen", argv[-1])]
+
+
 def arrays_reaching(state, disk):
     """Arrays the kernel lists (``/proc/mdstat``) with a member on ``disk``."""
     return [md for md in state.mdstat if disk in state.md_tops(md)]
@@ -268,7 +278,7 @@ class ArrayBuild:
         self.fresh.add(array["device"])
         self.settle("wait for %s" % array["device"], [array["device"]], ARRAY_STAGE)
         if syncs(array["level"]):
-            self.add([tools("mdadm"), "--misc", "--action=frozen", array["device"]],
+            self.add(sync_action(tools, "frozen", array["device"]),
                      "hold the initial sync of array %s while the rest is built" % name, ARRAY_STAGE)
 
     def add_member(self, array, array_path, member, zero=None):
@@ -294,7 +304,7 @@ class ArrayBuild:
             path = self.array_paths.get(array["name"], array["device"])
             kname = self.kname(path)
             if (path in self.fresh and syncs(array["level"])) or (kname is not None and self.state.md_frozen(kname)):
-                self.add([self.tools("mdadm"), "--misc", "--action=idle", path],
+                self.add(sync_action(self.tools, "idle", path),
                          "let array %s sync in the background" % array["name"], LAST_STAGE)
 
 

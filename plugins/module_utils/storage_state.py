@@ -52,23 +52,11 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.disks import (
 # --pairs is partx's listing mode itself: it cannot be combined with --show (util-linux refuses both at once).
 PARTX_ARGS = ("--pairs", "--bytes", "--noheadings", "--output", "NR,START,SIZE,NAME,TYPE,SCHEME")
 
-
-def each_script(options):
-    """The shell that runs ``tool OPTIONS device`` for every device, each output followed by its exit code."""
-    return EACH_SCRIPT % " ".join(options)
-
-
 LVM_REPORT_ARGS = ("--reportformat", "json", "--units", "b", "--nosuffix", "-o")
 PVS_FIELDS = "pv_name,vg_name,pv_size,pv_uuid"
 VGS_FIELDS = "vg_name,vg_size,vg_free,vg_extent_size,vg_attr,pv_count,lv_count"
 LVS_FIELDS = "lv_name,vg_name,lv_size,lv_path,lv_dm_path,lv_active,lv_attr"
 
-# blkid -p of every device given after the tool's path, each followed by its exit code on a line of its own.
-# The reads of many devices go through one shell (``each_script``): under emulation every command
-# the module starts costs it a fork of its own interpreter. The options are constants of this file,
-# never data; the devices come as arguments.
-EACH_RC = "PRENIXOS_RC="
-EACH_SCRIPT = 'tool=$1; shift; for device do "$tool" %s "$device"; echo "' + EACH_RC + '$?"; done'
 PROBE_OPTIONS = ("-p", "-o", "export")
 EXAMINE_OPTIONS = ("--examine", "--export")
 DETAIL_OPTIONS = ("--detail", "--export")
@@ -81,6 +69,19 @@ MDSTAT_LEVELS = ("linear", "multipath", "faulty", "raid0", "raid1", "raid4", "ra
 PAIR = re.compile(r'(?P<key>[A-Z_%:]+)="(?P<value>(?:[^"\\]|\\.)*)"')
 HEX_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
 OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+# ``sh -c EACH_SCRIPT NAME TOOL DEVICE...`` runs ``TOOL OPTIONS DEVICE`` for every device given after the
+# tool's path (blkid -p, partx --pairs, mdadm --detail/--examine), each output followed by its exit code on a
+# line of its own. The reads of many devices go through one shell: under emulation every command the module
+# starts costs it a fork of its own interpreter. The options are constants of this file, never data; the
+# devices come as arguments.
+EACH_RC = "PRENIXOS_RC="
+EACH_SCRIPT = 'tool=$1; shift; for device do "$tool" %s "$device"; echo "' + EACH_RC + '$?"; done'
+
+
+def each_script(options):
+    """The shell that runs ``tool OPTIONS device`` for every device, each output followed by its exit code."""
+    return EACH_SCRIPT % " ".join(options)
 
 
 class StateError(Exception):
@@ -732,5 +733,4 @@ def probe_devices(runner, tools, devices):
 
 def probe_device(runner, tools, device):
     """``blkid -p`` of one device, parsed (``{}`` when blank)."""
-    rc, out = runner.run([tool(tools, "blkid"), "-p", "-o", "export", device], check=False)[:2]
-    return parse_blkid(out, rc, device)
+    return probe_devices(runner, tools, [device])[0]
