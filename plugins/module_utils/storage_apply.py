@@ -31,9 +31,9 @@ and runs none of it; ``commands`` is that list. Every step passes a guard first 
 command naming a /dev path, a VG or a mount target that the plan (or the teardown of a planned
 disk) does not account for is never run.
 
-The rooms, one per device kind, each knowing how to recognise, tear down, build, guard and
+The rooms: one per device kind, each knowing how to recognise, tear down, build, guard and
 describe its devices, and which stage each of its steps runs in (their docstrings say why each
-step is safe to re-run after a kill between any two commands):
+step is safe to re-run after a kill between any two commands); then the shared ones:
 
 ``storage_kind_partition``  GPT tables and partitions (``sgdisk``, ``partx -u``)
 ``storage_kind_md``         md arrays (``mdadm``)
@@ -41,6 +41,7 @@ step is safe to re-run after a kill between any two commands):
 ``storage_kind_fs``         filesystems, mounts, swap (``mkfs.*``, ``mkswap``, ``mount``, ``swapon``)
 ``storage_inventory``       the plan checked, ours and foreign, what a wipe takes, the teardown
 ``storage_step``            what they share: ``Step``, the errors, the stages, the tools
+``storage_state``           reading the machine, into a ``storage_state_model.StorageState``
 
 This file is the engine: it puts the kinds' parts together (``Builder``, ``Guard``, the layout),
 orders their steps, runs them and re-reads between stages. A real run builds in three stages
@@ -48,7 +49,7 @@ orders their steps, runs them and re-reads between stages. A real run builds in 
 planning the next stage again with the same code: an array it assembled may bring back volumes no
 plan made up front could see.
 
-May import every storage_* room; none imports it.
+May import every storage_* room; no room imports it.
 """
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ The build steps, stage 3, and why each one is safe to re-run after a kill betwee
 Teardown, after the mounts and swap, before the arrays: ``vgchange -an``, ``vgremove -ff -y``,
 ``pvremove -ff -y``.
 
-May import storage_step, storage_state, storage_contract and plan_render; no other room.
+May import storage_step, storage_state(_model), storage_contract and plan_render; no other room.
 """
 from __future__ import annotations
 

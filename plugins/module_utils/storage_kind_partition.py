@@ -21,7 +21,7 @@ The build steps, stage 1, and why each one is safe to re-run after a kill betwee
 Teardown, the last of the kinds: ``wipefs -a`` on the partitions then the disk, ``sgdisk
 --zap-all``.
 
-May import storage_step, storage_state, storage_contract and plan_render; no other room.
+May import storage_step, storage_state(_model), storage_contract and plan_render; no other room.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract
     NAME_PATTERN,
     partition_device,
 )
-from ansible_collections.prenixos.baseline.plugins.module_utils.storage_state import partition_number
+from ansible_collections.prenixos.baseline.plugins.module_utils.storage_state_model import partition_number
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_step import (
     PARTITION_STAGE,
     ApplyError,

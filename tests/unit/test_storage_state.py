@@ -25,6 +25,7 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.storage_state im
     parse_vgs,
     read_state,
 )
+from ansible_collections.prenixos.baseline.plugins.module_utils.storage_state_model import partition_number
 
 FIXTURES = Path(__file__).parent / "fixtures" / "state"
 
@@ -317,6 +318,6 @@ def test_unreadable_lsblk_output_is_a_state_error(tmp_path):
 
 
 def test_partition_numbers_follow_kernel_naming():
-    assert storage_state.partition_number("sda", "sda12") == 12
-    assert storage_state.partition_number("nvme0n1", "nvme0n1p3") == 3
-    assert storage_state.partition_number("sda", "md127") is None
+    assert partition_number("sda", "sda12") == 12
+    assert partition_number("nvme0n1", "nvme0n1p3") == 3
+    assert partition_number("sda", "md127") is None
