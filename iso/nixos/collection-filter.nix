@@ -6,7 +6,8 @@ let
   relative = builtins.substring (builtins.stringLength root + 1) (builtins.stringLength path) path;
   top = builtins.head (builtins.split "/" relative);
   name = baseNameOf path;
-  ignoredAtTop = [ ".venv" "build" "collections" ".git" ".ci" ".config" "molecule" "iso" ".pytest_cache" ".ruff_cache" ".hypothesis" ];
+  ignoredAtTop = [ ".venv" "build" "collections" ".git" ".ci" ".config" "molecule" "iso" ".pytest_cache" ".ruff_cache" ".hypothesis"
+                   "Makefile" "ansible.cfg" "inventory" "tools" ".ansible-lint" "ruff.toml" ".gitignore" "requirements.txt" ];
 in
 !(builtins.elem top ignoredAtTop)
 && name != "__pycache__"

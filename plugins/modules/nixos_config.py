@@ -86,17 +86,15 @@ options:
       - Also write the plan as a disko C(disko.devices) layout to C(<root>/etc/nixos/disko.nix).
     type: bool
     default: false
+extends_documentation_fragment:
+  - prenixos.baseline.attributes
+  - prenixos.baseline.attributes.platform
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
     description: Returns each file's content before and after.
     support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 """
 
 EXAMPLES = r"""

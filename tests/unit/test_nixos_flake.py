@@ -238,11 +238,14 @@ def test_the_image_carries_the_collection_as_ansible_galaxy_would_build_it():
         "molecule": False,
         "iso": False, ".pytest_cache": False, ".ruff_cache": False, ".hypothesis": False,
         "plugins/modules/__pycache__": False, "prenixos-baseline-0.1.0.tar.gz": False,
+        "Makefile": False, "ansible.cfg": False, "inventory": False, "tools": False, ".ansible-lint": False,
+        "ruff.toml": False, ".gitignore": False, "requirements.txt": False,
     }
     # The filter mirrors galaxy.yml: a new build_ignore entry must be added to collection-filter.nix too.
     assert sorted(build_ignore) == sorted([".venv", "build", "collections", ".git", ".ci", ".config", "molecule", "iso",
                                            "*.tar.gz", ".pytest_cache", ".ruff_cache", ".hypothesis",
-                                           "**/__pycache__"])
+                                           "**/__pycache__", "Makefile", "ansible.cfg", "inventory", "tools",
+                                           ".ansible-lint", "ruff.toml", ".gitignore", "requirements.txt"])
     expression = "let keep = import %s \"/repo\"; in map (path: keep (\"/repo/\" + path) \"regular\") %s" % (
         os.path.join(FLAKE_DIR, "collection-filter.nix"), "[ %s ]" % " ".join(nixos.nix_string(p) for p in paths))
     assert evaluate("-E", expression) == list(paths.values())
