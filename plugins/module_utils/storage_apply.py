@@ -404,9 +404,15 @@ class Applier:
     def execute(self, steps, guard):
         for step in steps:
             guard.check(step.argv)
-            if step.precheck is not None and not step.precheck(self.runner):
-                continue
-            argv = step.resolve(self.runner) if step.resolve is not None else step.argv
+            try:
+                if step.precheck is not None and not step.precheck(self.runner):
+                    continue
+                argv = step.resolve(self.runner) if step.resolve is not None else step.argv
+            except (StateError, CommandError) as err:
+                # The read right before the step: nothing of the step ran, nothing else may escape run().
+                details = command_details(err) if isinstance(err, CommandError) else {}
+                raise ApplyError("%s: cannot read the device again right before it: %s" % (step.why, err),
+                                 commands=list(self.executed), **details) from None
             guard.check(argv)
             try:
                 self.runner.run(argv)

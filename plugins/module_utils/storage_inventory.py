@@ -245,8 +245,8 @@ def wipe_closure(view, state, seed):
         disk = pending.pop(0)
         involved = [(kname, stack_reach(state, kname)) for kname in state.descendants(disk)]
         involved += [("/dev/" + md, state.md_tops(md)) for md in arrays_reaching(state, disk) if md not in state.nodes]
-        involved += [("volume group " + vg, state.vg_tops(vg)) for vg in {pv["vg_name"] for pv in state.pvs}
-                     if vg and disk in state.vg_tops(vg)]
+        vgs = sorted({pv["vg_name"] for pv in state.pvs if pv["vg_name"]})
+        involved += [("volume group " + vg, state.vg_tops(vg)) for vg in vgs if disk in state.vg_tops(vg)]
         for what, reach in involved:
             outside = reach - allowed
             if outside:

@@ -773,6 +773,19 @@ def test_a_failing_command_stops_the_run_with_its_command_rc_and_stderr(tmp_path
     assert lines(error.details["commands"])[-1].startswith("mdadm --create /dev/md/main")
 
 
+def test_a_probe_that_fails_right_before_a_step_stops_the_run_with_an_apply_error(tmp_path):
+    """The check right before a write cannot read the device: a clear error, the held syncs released."""
+    machine = default_machine(tmp_path)
+    machine.fail_when = lambda argv: ((4, "blkid: error: /dev/md/main: Input/output error\n")
+                                      if argv[-1] == "/dev/md/main" and "-p" in argv else None)
+    error = refused(machine)
+    assert error.msg.endswith(": cannot read the device again right before it: "
+                              "blkid -p /dev/md/main failed with exit code 4")
+    assert not any(argv[:1] == ["pvcreate"] and argv[-1] == "/dev/md/main" for argv in machine.calls)
+    syncs = {a["name"]: a.get("sync") for a in machine.arrays.values()}
+    assert {"any:swap", "any:large"} <= set(syncs) and "frozen" not in syncs.values(), syncs
+
+
 def test_a_device_node_that_never_appears_fails_after_the_settle_timeout(tmp_path):
     machine = default_machine(tmp_path)
     machine.hidden_nodes.add("/dev/md/main")
