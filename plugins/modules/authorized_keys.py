@@ -26,13 +26,10 @@ options:
     default: /root/.ssh/authorized_keys
 extends_documentation_fragment:
   - prenixos.baseline.attributes
-  - prenixos.baseline.attributes.platform
+  - prenixos.baseline.attributes.diff
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     description: Shows the file before and after.
-    support: full
 """
 
 EXAMPLES = r"""

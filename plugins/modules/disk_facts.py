@@ -23,13 +23,8 @@ description:
 author: pre-nixos baseline engineers (@prenixos)
 extends_documentation_fragment:
   - prenixos.baseline.attributes
+  - prenixos.baseline.attributes.no_diff
   - prenixos.baseline.attributes.facts
-  - prenixos.baseline.attributes.platform
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 requirements:
   - lsblk from util-linux 2.33 or later (JSON output)
 notes:

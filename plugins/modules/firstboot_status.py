@@ -53,13 +53,10 @@ options:
     default: ""
 extends_documentation_fragment:
   - prenixos.baseline.attributes
-  - prenixos.baseline.attributes.platform
+  - prenixos.baseline.attributes.diff
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     description: Returns the phase before and after the change.
-    support: full
 """
 
 EXAMPLES = r"""

@@ -75,16 +75,14 @@ options:
     default: ""
 extends_documentation_fragment:
   - prenixos.baseline.attributes
-  - prenixos.baseline.attributes.platform
+  - prenixos.baseline.attributes.diff
 attributes:
   check_mode:
     description:
       - Reports the NIC it would pick from the links as they are (no link is brought up), the files it would write
         and the commands it would run. When no NIC has a link yet, says so and changes nothing.
-    support: full
   diff_mode:
     description: Shows the files (and the issue file) before and after.
-    support: full
 notes:
   - Needs C(ip) (iproute2); live runs also need C(networkctl) and C(systemctl) (systemd-networkd).
   - A live run (O(root=/)) refuses, before touching any NIC, where C(/run/systemd/system) is missing (systemd is

@@ -17,13 +17,10 @@ description:
 author: pre-nixos baseline engineers (@prenixos)
 extends_documentation_fragment:
   - prenixos.baseline.attributes
-  - prenixos.baseline.attributes.platform
+  - prenixos.baseline.attributes.no_diff
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     description: Changes nothing, so there is no diff.
-    support: none
 """
 
 EXAMPLES = r"""

@@ -88,13 +88,10 @@ options:
     default: false
 extends_documentation_fragment:
   - prenixos.baseline.attributes
-  - prenixos.baseline.attributes.platform
+  - prenixos.baseline.attributes.diff
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     description: Returns each file's content before and after.
-    support: full
 """
 
 EXAMPLES = r"""

@@ -32,13 +32,10 @@ options:
     default: /etc/ssh/sshd_config
 extends_documentation_fragment:
   - prenixos.baseline.attributes
-  - prenixos.baseline.attributes.platform
+  - prenixos.baseline.attributes.diff
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     description: Shows the drop-in before and after.
-    support: full
 """
 
 EXAMPLES = r"""

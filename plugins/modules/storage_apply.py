@@ -51,13 +51,10 @@ options:
     default: 30
 extends_documentation_fragment:
   - prenixos.baseline.attributes
-  - prenixos.baseline.attributes.platform
+  - prenixos.baseline.attributes.diff
 attributes:
   check_mode:
-    support: full
     details: Returns in RV(commands) the commands a real run would run, computed by the same code.
-  diff_mode:
-    support: full
 notes:
   - Needs sgdisk (gdisk), mdadm, lvm2, e2fsprogs, dosfstools and util-linux on the target.
 """

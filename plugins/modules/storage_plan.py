@@ -74,12 +74,7 @@ options:
     type: path
 extends_documentation_fragment:
   - prenixos.baseline.attributes
-  - prenixos.baseline.attributes.platform
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
+  - prenixos.baseline.attributes.no_diff
 """
 
 EXAMPLES = r"""
