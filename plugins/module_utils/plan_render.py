@@ -11,9 +11,6 @@ from __future__ import annotations
 
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import human_size
 
-__all__ = ("human_size", "render_summary")
-
-
 # Summary tree
 
 def render_summary(plan):

@@ -23,7 +23,7 @@ The build steps, and why each one is safe to re-run after a kill between any two
 
 Teardown, the first of the kinds: ``umount`` (never lazy; busy → fail with a hint), ``swapoff``.
 
-May import storage_step, storage_state(_model), storage_contract and plan_render; no other room.
+May import storage_step, storage_state(_model) and storage_contract; no other room.
 """
 from __future__ import annotations
 

@@ -22,14 +22,17 @@ The build steps, stage 3, and why each one is safe to re-run after a kill betwee
 Teardown, after the mounts and swap, before the arrays: ``vgchange -an``, ``vgremove -ff -y``,
 ``pvremove -ff -y``.
 
-May import storage_step, storage_state(_model), storage_contract and plan_render; no other room.
+May import storage_step, storage_state(_model) and storage_contract; no other room.
 """
 from __future__ import annotations
 
 import os
 
-from ansible_collections.prenixos.baseline.plugins.module_utils.plan_render import human_size
-from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import LABEL_PATTERN, NAME_PATTERN
+from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import (
+    LABEL_PATTERN,
+    NAME_PATTERN,
+    human_size,
+)
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_state import (
     LVM_REPORT_ARGS,
     VGS_FIELDS,

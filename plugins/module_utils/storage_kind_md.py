@@ -28,7 +28,7 @@ layout, and which run degraded.
 Teardown, after LVM and before the partitions: ``wipefs -a`` on each running array, ``mdadm
 --stop``, ``mdadm --zero-superblock`` on every member.
 
-May import storage_step, storage_state(_model), storage_contract and plan_render; no other room.
+May import storage_step, storage_state(_model) and storage_contract; no other room.
 """
 from __future__ import annotations
 

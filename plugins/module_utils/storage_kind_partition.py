@@ -21,16 +21,16 @@ The build steps, stage 1, and why each one is safe to re-run after a kill betwee
 Teardown, the last of the kinds: ``wipefs -a`` on the partitions then the disk, ``sgdisk
 --zap-all``.
 
-May import storage_step, storage_state(_model), storage_contract and plan_render; no other room.
+May import storage_step, storage_state(_model) and storage_contract; no other room.
 """
 from __future__ import annotations
 
-from ansible_collections.prenixos.baseline.plugins.module_utils.plan_render import human_size
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import (
     DISK_NAME_PATTERN,
     GPT_TYPE_GUIDS,
     LABEL_PATTERN,
     NAME_PATTERN,
+    human_size,
     partition_device,
 )
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_state_model import partition_number
