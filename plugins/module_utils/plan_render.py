@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import human_size
 
+
 # Summary tree
 
 def render_summary(plan):
