@@ -71,8 +71,8 @@ def test_a_reusable_role_has_no_status_console_or_issue_variable(role):
         options |= set(entry.get("options", {}))
     bookkeeping = sorted(name for name in set(defaults) | options if name.endswith(("_status_path", "_retry")))
     assert bookkeeping == [], "expected no status or retry variable in role %s, found %s" % (role, bookkeeping)
-    assert defaults.get("prenixos_lan_issue_path", "") == "" and defaults.get("prenixos_lan_announce_consoles", []) == [], (
-        "expected the lan role to announce nowhere by default, found %s" % defaults)
+    announced = (defaults.get("prenixos_lan_issue_path", ""), defaults.get("prenixos_lan_announce_consoles", []))
+    assert announced == ("", []), "expected role %s to announce nowhere by default, found %s" % (role, announced)
 
 
 @pytest.mark.parametrize("role", REUSABLE)
