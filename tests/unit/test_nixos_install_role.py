@@ -1,5 +1,8 @@
 """The nixos_install role, run by ansible-playbook against localhost with everything under tmp_path.
 
+Most tests run it as first boot does, through the NixOS hand-off of the baseline role (tasks_from
+nixos.yml), which records the nixos_config and nixos_install phases around it; the last ones run the
+role alone and check that it records nothing and publishes prenixos_nixos_result.
 The root, the plan, the status file and the log live in tmp_path; nixos-generate-config and nixos-install
 are fakes on PATH that record their arguments; the reboot command is a fake given by absolute path.
 Nothing outside tmp_path is touched.
@@ -56,6 +59,8 @@ class Machine:
         self.status = tmp_path / "status.json"
         self.log = tmp_path / "log" / "nixos-install.log"
         self.calls = tmp_path / "calls.log"
+        self.result = tmp_path / "result.json"
+        self.storage_built = False
         self.bin = tmp_path / "bin"
         self.bin.mkdir()
         self.reboot = self.bin / "fake-reboot"
@@ -69,6 +74,9 @@ class Machine:
         path.chmod(0o755)
 
     def record(self, phase, state, details=None):
+        """Record a phase as the phases before the NixOS hand-off would; storage_apply done is the built plan."""
+        if phase == "storage_apply":
+            self.storage_built = state == "done"
         status = status_file.load(str(self.status))
         status_file.save(status_file.set_phase(status, phase, state, details=details), str(self.status))
 
@@ -80,22 +88,31 @@ class Machine:
     def calls_made(self):
         return self.calls.read_text().splitlines() if self.calls.exists() else []
 
-    def run(self, env=None, options=(), **variables):
+    def run(self, env=None, options=(), role_alone=False, **variables):
+        """First boot's NixOS hand-off (baseline, tasks_from nixos.yml), or the role alone; the role's result
+        lands in result.json either way."""
         values = {
             "prenixos_nixos_root": str(self.root),
             "prenixos_nixos_require_mounted": False,
             "prenixos_nixos_plan_path": str(self.plan),
-            "prenixos_nixos_status_path": str(self.status),
             "prenixos_nixos_log_path": str(self.log),
-            "prenixos_nixos_authorized_keys": [KEY],
             "prenixos_nixos_reboot_command": [str(self.reboot)],
         }
+        if role_alone:
+            values.update(prenixos_nixos_authorized_keys=[KEY], prenixos_nixos_storage_built=self.storage_built)
+            include = "        name: prenixos.baseline.nixos_install\n"
+        else:
+            values.update(prenixos_baseline_authorized_keys=[KEY], prenixos_baseline_status_path=str(self.status),
+                          prenixos_storage_result={"applied": self.storage_built})
+            include = "        name: prenixos.baseline.baseline\n        tasks_from: nixos.yml\n"
         values.update(variables)
         playbook = self.tmp / "play.yml"
         playbook.write_text(
             "- name: NixOS hand-off\n  hosts: localhost\n  gather_facts: false\n  tasks:\n"
-            "    - name: Run the role\n      ansible.builtin.include_role:\n"
-            "        name: prenixos.baseline.nixos_install\n"
+            "    - name: Run the role\n      ansible.builtin.include_role:\n" + include
+            + "    - name: Keep the result\n      when: prenixos_nixos_result is defined\n"
+            "      ansible.builtin.copy:\n        content: '{{ prenixos_nixos_result | to_json }}'\n"
+            "        dest: %s\n      changed_when: false\n" % self.result
         )
         (self.tmp / "vars.json").write_text(json.dumps(values))
         environment = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
@@ -104,10 +121,14 @@ class Machine:
         environment.update(env or {})
         result = subprocess.run([ANSIBLE_PLAYBOOK, str(playbook), "-e", "@%s" % (self.tmp / "vars.json"), *options],
                                 capture_output=True, text=True, env=environment, cwd=self.tmp, check=False)
-        recap = re.search(r"localhost\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", result.stdout)
+        recap = re.search(r"localhost\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)"
+                          r"\s+skipped=\d+\s+rescued=(\d+)", result.stdout)
         assert recap, result.stdout + result.stderr
         return {"rc": result.returncode, "changed": int(recap.group(2)), "failed": int(recap.group(3)),
-                "output": result.stdout}
+                "rescued": int(recap.group(4)), "output": result.stdout}
+
+    def published(self):
+        return json.loads(self.result.read_text())
 
 
 @pytest.fixture
@@ -121,6 +142,7 @@ def nixos_image(tmp_path):
 
 
 def test_nothing_is_written_before_the_plan_is_built(debian):
+    """storage_apply skipped: the hand-off records both phases as skipped and the role is not even run."""
     debian.record("storage_apply", "skipped")
     run = debian.run()
     assert (run["rc"], run["changed"]) == (0, 0)
@@ -198,23 +220,35 @@ def test_a_changed_configuration_is_installed_again_without_a_reboot_unless_aske
 def test_a_failing_install_is_recorded_with_the_log_and_fails_the_role(nixos_image):
     nixos_image.record("storage_apply", "done")
     run = nixos_image.run(env={"FAIL_INSTALL": "1"}, prenixos_nixos_install=True, prenixos_nixos_reboot=True)
-    assert run["rc"] != 0 and run["failed"] == 1
+    # First boot carries on after the failed phase (rescued); the role alone fails.
+    assert (run["rc"], run["failed"], run["rescued"]) == (0, 0, 1), run["output"]
     state, reason = nixos_image.phases()["nixos_install"]
     assert state == "failed"
     assert reason.endswith("(see %s)" % nixos_image.log)
     assert "error: attribute 'oops' missing" in nixos_image.log.read_text()
     assert not any(call.startswith("reboot") for call in nixos_image.calls_made())
 
+    nixos_image.storage_built = True
+    before = nixos_image.status.read_text()
+    alone = nixos_image.run(env={"FAIL_INSTALL": "1"}, role_alone=True, prenixos_nixos_install=True,
+                            prenixos_nixos_reboot=True, prenixos_nixos_reinstall=True)
+    assert alone["rc"] != 0 and alone["failed"] == 1, alone["output"]
+    assert nixos_image.status.read_text() == before
+    assert not any(call.startswith("reboot") for call in nixos_image.calls_made())
+
 
 def test_a_bad_key_fails_the_configuration_phase_with_the_reason(debian):
     debian.record("storage_apply", "done")
     run = debian.run(prenixos_nixos_authorized_keys=["ssh-ed25519 garbage"])
-    assert run["rc"] != 0
+    assert (run["rc"], run["failed"], run["rescued"]) == (0, 0, 1), run["output"]
     assert debian.phases() == {
         "nixos_config": ("failed", "cannot write the NixOS configuration: authorized key 1 is not usable: "
                                    "key data is not base64 in 'ssh-ed25519 garbage'"),
         "nixos_install": ("skipped", "no NixOS configuration to install"),
     }
+    alone = debian.run(role_alone=True, prenixos_nixos_authorized_keys=["ssh-ed25519 garbage"])
+    assert alone["rc"] != 0 and alone["failed"] == 1, alone["output"]
+    assert "authorized key 1 is not usable" in alone["output"]
 
 
 def test_check_mode_writes_nothing_and_runs_nothing(nixos_image):
@@ -225,3 +259,39 @@ def test_check_mode_writes_nothing_and_runs_nothing(nixos_image):
     assert list(nixos_image.root.iterdir()) == []
     assert nixos_image.status.read_text() == before
     assert nixos_image.calls_made() == []
+
+
+def test_the_role_alone_records_nothing_and_publishes_its_result(debian, tmp_path):
+    debian.storage_built = True
+    run = debian.run(role_alone=True, prenixos_nixos_install=True, prenixos_nixos_lan=LAN)
+    assert (run["rc"], run["changed"]) == (0, 1), run["output"]
+    assert not debian.status.exists()
+    pre_nixos = debian.root / "etc/nixos/pre-nixos.nix"
+    assert 'matchConfig = { PermanentMACAddress = "52:54:00:12:34:56"; };' in pre_nixos.read_text()
+    assert debian.published() == {
+        "configured": True, "root": str(debian.root), "path": str(pre_nixos), "changed": True,
+        "configuration": str(debian.root / "etc/nixos/configuration.nix"), "configuration_state": "written",
+        "imports_pre_nixos": True, "install": True, "can_install": False,
+        "cannot_install_hint": NO_NIX_HINT.format(root=debian.root), "installed": False,
+        "install_needed": False, "log_path": str(debian.log), "installed_now": False, "reboot": False,
+    }
+
+
+def test_the_role_alone_writes_nothing_when_told_the_storage_is_not_built(debian):
+    run = debian.run(role_alone=True)
+    assert (run["rc"], run["changed"]) == (0, 0), run["output"]
+    assert list(debian.root.iterdir()) == [] and not debian.status.exists()
+    assert debian.published() == {"configured": False, "root": str(debian.root)}
+
+
+def test_the_role_alone_installs_and_reboots_at_the_end_of_the_play(nixos_image):
+    nixos_image.storage_built = True
+    run = nixos_image.run(role_alone=True, prenixos_nixos_install=True, prenixos_nixos_reboot=True)
+    assert run["rc"] == 0, run["output"]
+    assert [call.split()[0] for call in nixos_image.calls_made()] == ["nixos-generate-config", "nixos-install",
+                                                                      "reboot"]
+    assert not nixos_image.status.exists()
+    published = nixos_image.published()
+    assert (published["installed"], published["installed_now"], published["reboot"]) == (True, True, True)
+    # The result was kept before the reboot handler ran: the reboot comes last.
+    assert run["output"].index("Keep the result") < run["output"].index("RUNNING HANDLER")

@@ -31,11 +31,19 @@ def run_role(tmp_path, role, variables):
     ("storage", {"prenixos_storage_size_tolerance": "one percent"}, "prenixos_storage_size_tolerance"),
     ("lan", {"prenixos_lan_carrier_timeout": "a minute"}, "prenixos_lan_carrier_timeout"),
     ("ssh_hardening", {"prenixos_ssh_authorized_keys": {"ops": "ssh-ed25519 AAAA"}}, "prenixos_ssh_authorized_keys"),
+    ("lan", {"prenixos_lan_announce_consoles": {"tty": "/dev/tty1"}}, "prenixos_lan_announce_consoles"),
+    ("nixos_install",
+     {"prenixos_nixos_authorized_keys": ["ssh-ed25519 AAAA"], "prenixos_nixos_storage_built": "perhaps"},
+     "prenixos_nixos_storage_built"),
     ("baseline", {"prenixos_baseline_authorized_keys": {"ops": "ssh-ed25519 AAAA"}},
      "prenixos_baseline_authorized_keys"),
+    ("baseline", {"prenixos_baseline_authorized_keys": [], "prenixos_baseline_lan_retry_interval": "half a minute"},
+     "prenixos_baseline_lan_retry_interval"),
 ])
 def test_a_wrong_variable_stops_the_role_before_it_does_anything(tmp_path, role, variables, message):
     result = run_role(tmp_path, role, variables)
     assert result.returncode != 0, result.stdout
     assert "Validating arguments against arg spec" in result.stdout and message in result.stdout, result.stdout
-    assert "prenixos.baseline.%s : Record" % role not in result.stdout, "a task ran after the failed validation"
+    tasks = [line for line in result.stdout.splitlines() if line.startswith("TASK [")]
+    assert len(tasks) == 1 and "Validating arguments" in tasks[0], (
+        "expected no task after the failed validation, found %s" % tasks)
