@@ -12,8 +12,6 @@ from __future__ import annotations
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import human_size
 
 
-# Summary tree
-
 def render_summary(plan):
     """A readable tree of the plan, with the excluded disks and the notes after it."""
     header = "Storage plan (version %d): %d disk(s) planned, %d excluded" % (
