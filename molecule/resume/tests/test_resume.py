@@ -97,6 +97,13 @@ def test_each_round_ended_with_the_full_layout(rounds, planned, name):
 
 
 def test_the_role_run_after_the_rounds_found_the_layout_built(host):
-    phase = first_boot_status(host)["phases"]["storage_apply"]
-    assert phase["state"] == "done", "expected the storage role to end done, found %s" % phase
+    result = json.loads(host.file("/var/log/pre-nixos/resume-role-result.json").content_string)
+    assert result == {"applied": True, "root": "/mnt"}, (
+        "expected the storage role, run after the rounds, to end with the plan built under /mnt: %s" % result)
     assert host.check_output("findmnt -n -o LABEL /mnt") == "slash"
+
+
+def test_the_storage_role_keeps_no_first_boot_books(host):
+    """Run over SSH, the role leaves the status file as first boot (prenixos.firstboot=0) left it."""
+    phase = first_boot_status(host)["phases"]["storage_apply"]
+    assert phase["state"] == "skipped" and "prenixos.firstboot=0" in phase["reason"], phase
