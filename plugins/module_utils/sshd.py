@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
+import re
 import struct
 
 KEY_TYPES = (
@@ -23,31 +25,232 @@ EQUIVALENT_VALUES = {("permitrootlogin", "without-password"): "prohibit-password
 MANAGED_HEADER = "# Managed by prenixos.baseline (ssh_hardening); local changes are replaced.\n"
 
 
+# Options sshd reads in front of a key (man sshd, AUTHORIZED_KEYS FILE FORMAT); names are case-insensitive.
+FLAG_OPTIONS = ("restrict", "cert-authority")
+# Flags sshd also reads with a "no-" in front.
+NEGATABLE_OPTIONS = (
+    "agent-forwarding",
+    "port-forwarding",
+    "pty",
+    "user-rc",
+    "x11-forwarding",
+    "touch-required",
+    "verify-required",
+)
+VALUE_OPTIONS = (
+    "command",
+    "environment",
+    "expiry-time",
+    "from",
+    "permitlisten",
+    "permitopen",
+    "principals",
+    "tunnel",
+)
+
+# What follows the key type in the key data, as SSH strings: (how many, {index: exact length}).
+KEY_LAYOUTS = {
+    "ssh-ed25519": (1, {0: 32}),
+    "ssh-rsa": (2, {}),
+    "ecdsa-sha2-nistp256": (2, {}),
+    "ecdsa-sha2-nistp384": (2, {}),
+    "ecdsa-sha2-nistp521": (2, {}),
+    "sk-ssh-ed25519@openssh.com": (2, {0: 32}),
+    "sk-ecdsa-sha2-nistp256@openssh.com": (3, {}),
+}
+
+OPTION_NAME = re.compile(r"[A-Za-z0-9-]*")
+ENVIRONMENT_VALUE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+EXPIRY_VALUE = re.compile(r"\d{8}(\d{4}(\d{2})?)?Z?\Z")
+PERMITOPEN_VALUE = re.compile(r"(\[[^]]+\]|[^:\[\]]+):(\*|\d{1,5})\Z")
+PERMITLISTEN_VALUE = re.compile(r"((\[[^]]+\]|[^:\[\]]+):)?(\*|\d{1,5})\Z")
+
+
 def check_public_key(line):
-    """Return the normalised key line, or raise ValueError saying what is wrong with it."""
+    """Return the key line as written to authorized_keys, or raise ValueError saying why sshd would not use it.
+
+    Reads the line as sshd does: optional comma-separated options (quoted values may hold commas and spaces),
+    then the key type, the base64 key data whose own type must be the same, and an optional comment.
+    """
     text = (line or "").strip()
-    fields = text.split()
-    if not fields:
+    if not text:
         raise ValueError("empty key")
-    start = next((i for i, field in enumerate(fields) if field in KEY_TYPES), None)
-    if start is None or start + 1 >= len(fields):
+    if "\n" in text or "\r" in text:
+        raise ValueError(
+            "spans several lines: a line break after %r would give sshd a second, unchecked line "
+            "(give one key per list item)" % shorten(text.splitlines()[0])
+        )
+    if any(ord(char) < 32 and char != "\t" for char in text):
+        raise ValueError("holds a control character in %r" % shorten(text))
+    fields = text.split(None, 1)
+    if not any(field in KEY_TYPES for field in text.split()[:-1]):
         raise ValueError("no known key type (%s) followed by key data in %r" % (", ".join(KEY_TYPES), shorten(text)))
-    key_type, blob = fields[start], fields[start + 1]
-    try:
-        raw = base64.b64decode(blob, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("key data is not base64 in %r" % shorten(text)) from None
-    if len(raw) < 4:
-        raise ValueError("key data too short in %r" % shorten(text))
-    (length,) = struct.unpack(">I", raw[:4])
-    embedded_type = raw[4 : 4 + length].decode("ascii", "replace")
-    if embedded_type != key_type:
-        raise ValueError("key says %s but its data is %s in %r" % (key_type, embedded_type, shorten(text)))
+    if fields[0] not in KEY_TYPES:
+        try:
+            options, rest = split_options(text)
+            parsed = parse_options(options)
+        except ValueError as err:
+            raise ValueError("%s in %r" % (err, shorten(text))) from None
+        for name, value in parsed:
+            problem = option_value_problem(name, value)
+            if problem:
+                raise ValueError("%s in %r" % (problem, shorten(text)))
+        fields = rest.split(None, 1)
+        if not fields:
+            raise ValueError("no key type after the options in %r" % shorten(text))
+    key_type = fields[0]
+    if key_type not in KEY_TYPES:
+        raise ValueError(
+            "no known key type (%s) at %r after the options in %r" % (", ".join(KEY_TYPES), key_type, shorten(text))
+        )
+    blob = fields[1].split(None, 1)[0] if len(fields) > 1 else ""
+    if not blob:
+        raise ValueError("no known key type (%s) followed by key data in %r" % (", ".join(KEY_TYPES), shorten(text)))
+    problem = key_data_problem(key_type, blob)
+    if problem:
+        raise ValueError("%s in %r" % (problem, shorten(text)))
     return text
 
 
+def split_options(text):
+    """(options, the rest of the line): the options end at the first space or tab outside double quotes."""
+    quoted = False
+    index = 0
+    while index < len(text) and (quoted or text[index] not in " \t"):
+        if text[index] == "\\" and text[index + 1 : index + 2] == '"':
+            index += 1
+        elif text[index] == '"':
+            quoted = not quoted
+        index += 1
+    if quoted:
+        raise ValueError("unterminated quote in the options")
+    return text[:index], text[index:].lstrip(" \t")
+
+
+def parse_options(options):
+    """[(lowercase name, value or None)]; raises ValueError where sshd would refuse the line."""
+    parsed = []
+    index = 0
+    while index < len(options):
+        name = OPTION_NAME.match(options, index).group(0)
+        index += len(name)
+        if not name:
+            if options[index] == ",":
+                raise ValueError("empty option (two commas in a row)")
+            raise ValueError("unknown option at %r" % shorten(options[index:], 20))
+        lower = name.lower()
+        value = None
+        if options[index : index + 1] == "=":
+            if lower not in VALUE_OPTIONS:
+                raise ValueError('option "%s" takes no value' % name)
+            if options[index + 1 : index + 2] != '"':
+                raise ValueError('option "%s" needs a quoted value (%s="...")' % (name, lower))
+            value, index = read_quoted(options, index + 2, name)
+        elif lower in VALUE_OPTIONS:
+            raise ValueError('option "%s" needs a quoted value (%s="...")' % (name, lower))
+        elif lower not in FLAG_OPTIONS + NEGATABLE_OPTIONS and not (
+            lower.startswith("no-") and lower[3:] in NEGATABLE_OPTIONS
+        ):
+            raise ValueError('unknown option "%s" (sshd knows %s)' % (name, ", ".join(known_option_names())))
+        parsed.append((lower, value))
+        if index < len(options):
+            if options[index] != ",":
+                raise ValueError(
+                    '%r after option "%s" (options are separated by commas)' % (shorten(options[index:], 20), name)
+                )
+            index += 1
+            if index == len(options):
+                raise ValueError("empty option (a comma at the end)")
+    return parsed
+
+
+def read_quoted(options, index, name):
+    """The value that starts at ``index`` (after its opening quote), ``\\"`` unescaped, and the index after it."""
+    chars = []
+    while index < len(options) and options[index] != '"':
+        if options[index] == "\\" and options[index + 1 : index + 2] == '"':
+            index += 1
+        chars.append(options[index])
+        index += 1
+    if index >= len(options):
+        raise ValueError('unterminated quote in option "%s"' % name)
+    return "".join(chars), index + 1
+
+
+def known_option_names():
+    names = list(FLAG_OPTIONS) + ["[no-]" + name for name in NEGATABLE_OPTIONS]
+    names += ['%s=""' % name for name in VALUE_OPTIONS]
+    return sorted(names, key=lambda name: name.replace("[no-]", ""))
+
+
+def option_value_problem(name, value):
+    """Why sshd could not use this option's value, or None."""
+    if value is None:
+        return None
+    if name == "expiry-time" and not EXPIRY_VALUE.match(value):
+        return 'expiry-time "%s" is not a time sshd reads (YYYYMMDD[HHMM[SS]])' % value
+    if name == "environment" and not ENVIRONMENT_VALUE.match(value):
+        return 'environment "%s" is not NAME=value' % value
+    if name == "tunnel" and not (value.isdigit() or value == "any"):
+        return 'tunnel "%s" is not a tun device number' % value
+    if name == "permitopen" and not PERMITOPEN_VALUE.match(value):
+        return 'permitopen "%s" is not host:port' % value
+    if name == "permitlisten" and not PERMITLISTEN_VALUE.match(value):
+        return 'permitlisten "%s" is not [host:]port' % value
+    if name == "from":
+        for pattern in value.split(","):
+            pattern = pattern.lstrip("!")
+            if not pattern:
+                return 'from "%s" has an empty pattern' % value
+            if "/" in pattern:
+                try:
+                    ipaddress.ip_network(pattern, strict=False)
+                except ValueError:
+                    return 'from "%s" is not an address/prefix' % pattern
+    return None
+
+
+def key_data_problem(key_type, blob):
+    """Why the base64 key data is not a whole ``key_type`` public key, or None."""
+    try:
+        raw = base64.b64decode(blob, validate=True)
+    except (binascii.Error, ValueError):
+        return "key data is not base64"
+    count, sizes = KEY_LAYOUTS[key_type]
+    strings = []
+    offset = 0
+    while len(strings) < 1 + count:
+        if offset + 4 > len(raw):
+            break
+        (length,) = struct.unpack(">I", raw[offset : offset + 4])
+        if offset + 4 + length > len(raw):
+            break
+        strings.append(raw[offset + 4 : offset + 4 + length])
+        offset += 4 + length
+        if len(strings) == 1 and strings[0].decode("ascii", "replace") != key_type:
+            return "key says %s but its data is %s" % (key_type, strings[0].decode("ascii", "replace"))
+    if not strings:
+        return "key data too short"
+    if len(strings) < 1 + count:
+        return "key data ends in the middle of the %s key (cut short?)" % key_type
+    if offset < len(raw):
+        return "trailing bytes after the %s key data" % key_type
+    for index, size in sorted(sizes.items()):
+        if len(strings[1 + index]) != size:
+            return "%s key is %d bytes, not %d bytes" % (key_type, len(strings[1 + index]), size)
+    if key_type.startswith(("ecdsa-", "sk-ecdsa-")):
+        curve = strings[1].decode("ascii", "replace")
+        if not key_type.split("@")[0].endswith("-" + curve):
+            return "curve %s in a %s key" % (curve, key_type)
+    return None
+
+
 def shorten(text, limit=60):
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """``text`` within ``limit`` characters, its start and its end kept (the comment at the end names the key)."""
+    if len(text) <= limit:
+        return text
+    tail = limit * 2 // 5
+    return text[: limit - tail - 3] + "..." + text[-tail:]
 
 
 def render_authorized_keys(keys):

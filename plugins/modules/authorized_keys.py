@@ -9,9 +9,13 @@ module: authorized_keys
 short_description: Install exactly the given SSH public keys for a user, refusing malformed ones
 version_added: "0.1.0"
 description:
-  - Checks every key (known type, base64 data whose embedded type matches) before touching anything,
-    then writes the user's C(authorized_keys) file atomically with mode 0600 (directory 0700) when its
-    content differs.
+  - Checks every key line as sshd reads it before touching anything - one line (no line break inside),
+    options in front of the key type as sshd knows them (C(from="..."), C(no-pty), C(restrict), ...;
+    comma-separated, values quoted), a known key type, and base64 key data that is a whole key of that
+    type - then writes the user's C(authorized_keys) file atomically with mode 0600 (directory 0700) when
+    its content differs.
+  - A line sshd would ignore (an unknown or misspelt option, an unterminated quote, a cut key) fails the
+    module naming the key and why, so a key that cannot log in is never reported as installed.
   - The file then holds exactly these keys. An empty list is refused, so root is never locked out by mistake.
 author: pre-nixos baseline engineers (@prenixos)
 options:
