@@ -13,12 +13,12 @@ Teardown (``wipe: true``), leaf to root: the mounts and swap, LVM, the arrays, t
 tables (each kind's ``teardown_*``), then a settle. A killed teardown leaves less foreign content
 than before; the next run (with ``wipe``) tears down the rest.
 
-May import storage_step, storage_state(_model), storage_contract, disks and the storage_kind_* rooms;
+May import storage_step, storage_state(_model), storage_contract, block_devices and the storage_kind_* rooms;
 not storage_apply.
 """
 from __future__ import annotations
 
-from ansible_collections.prenixos.baseline.plugins.module_utils.disks import MD_TYPES
+from ansible_collections.prenixos.baseline.plugins.module_utils.block_devices import MD_TYPES
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import PLAN_VERSION
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_kind_fs import (
     FilesystemPlan,

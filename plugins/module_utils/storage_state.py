@@ -27,7 +27,7 @@ Sources, and why each one:
 ``/proc/self/mountinfo``, ``/proc/swaps``
     mounts and active swap.
 
-The boot disk is resolved by ``disks.BootMediumResolver`` (the same code ``disk_facts`` uses),
+The boot disk is resolved by ``block_devices.BootMediumResolver`` (the same code ``disk_facts`` uses),
 from the live mounts: sources of ``/``, ``/usr``, ``/boot``, ``/boot/efi`` and the live-medium
 mountpoints, followed through partitions, dm/md slaves and loop backing files.
 """
@@ -37,7 +37,7 @@ import json
 import os
 import re
 
-from ansible_collections.prenixos.baseline.plugins.module_utils.disks import (
+from ansible_collections.prenixos.baseline.plugins.module_utils.block_devices import (
     LSBLK_ARGS,
     BootMediumResolver,
     DiskFactsError,

@@ -8,14 +8,14 @@ Plain data and queries: nothing here runs a command or parses a tool's output (`
 does both and fills a StorageState). Only ``kname_of`` looks at the file system, to resolve /dev
 links under ``dev_root``.
 
-May import ``disks`` (the lsblk tree and its helpers); imported by ``storage_state`` and the
+May import ``block_devices`` (the lsblk tree and its helpers); imported by ``storage_state`` and the
 storage_* rooms.
 """
 from __future__ import annotations
 
 import os
 
-from ansible_collections.prenixos.baseline.plugins.module_utils.disks import (
+from ansible_collections.prenixos.baseline.plugins.module_utils.block_devices import (
     MD_TYPES,
     BlockDevices,
     kernel_name,

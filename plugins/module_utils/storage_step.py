@@ -6,13 +6,13 @@ how a device is described to people, and the check a step makes right before it 
 The rooms: one per device kind (``storage_kind_partition``, ``storage_kind_md``,
 ``storage_kind_lvm``, ``storage_kind_fs``), the inventory (``storage_inventory``) and the engine
 (``storage_apply``). They all import this file; it imports only ``storage_state`` (to probe) and
-``disks`` (the md node types), never a room.
+``block_devices`` (the md node types), never a room.
 """
 from __future__ import annotations
 
 import os
 
-from ansible_collections.prenixos.baseline.plugins.module_utils.disks import MD_TYPES
+from ansible_collections.prenixos.baseline.plugins.module_utils.block_devices import MD_TYPES
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_state import probe_device
 
 KiB = 1024

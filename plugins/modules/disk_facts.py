@@ -137,7 +137,8 @@ ansible_facts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.prenixos.baseline.plugins.module_utils.disks import DiskFactsError, gather_disks
+from ansible_collections.prenixos.baseline.plugins.module_utils.block_devices import DiskFactsError
+from ansible_collections.prenixos.baseline.plugins.module_utils.disks import gather_disks
 from ansible_collections.prenixos.baseline.plugins.module_utils.runner import CommandError, Runner
 
 

@@ -13,13 +13,13 @@ from module_harness import run_module
 from runners import RecordingRunner
 
 from ansible_collections.prenixos.baseline.plugins.module_utils import disks as discovery
-from ansible_collections.prenixos.baseline.plugins.module_utils.disks import (
+from ansible_collections.prenixos.baseline.plugins.module_utils.block_devices import (
     DiskFactsError,
-    gather_disks,
     natural_key,
     parse_lsblk,
     parse_mountinfo,
 )
+from ansible_collections.prenixos.baseline.plugins.module_utils.disks import gather_disks
 from ansible_collections.prenixos.baseline.plugins.modules import disk_facts
 
 FIXTURES = Path(__file__).parent / "fixtures" / "disks"

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from runners import RecordingRunner
 from test_disk_facts import Machine
 
-from ansible_collections.prenixos.baseline.plugins.module_utils import disks, nics
+from ansible_collections.prenixos.baseline.plugins.module_utils import block_devices, nics
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -73,7 +73,7 @@ def gather(machine, lsblk_text=None):
     machine.runner = RecordingRunner({("lsblk",): (0, lsblk_text or json.dumps(LSBLK), "")})
     try:
         return machine.gather()
-    except disks.DiskFactsError as err:
+    except block_devices.DiskFactsError as err:
         assert str(err), "a DiskFactsError must say what is wrong"
         return None
 
@@ -110,8 +110,8 @@ def test_any_mountinfo_line_gives_mounts_or_a_clear_error(line, text):
     lines = MOUNTINFO.splitlines()
     lines[line] = text
     try:
-        disks.parse_mountinfo("\n".join(lines))
-    except disks.DiskFactsError as err:
+        block_devices.parse_mountinfo("\n".join(lines))
+    except block_devices.DiskFactsError as err:
         assert "mountinfo" in str(err)
 
 
