@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import os
 import re
 import struct
 
@@ -283,4 +284,156 @@ def mismatches(settings, effective):
         normalised = EQUIVALENT_VALUES.get((key, actual), actual)
         if normalised is None or normalised.lower() != str(wanted).lower():
             found[keyword] = (str(wanted), actual)
+    return found
+
+
+# Where sshd finds the keys it lets in: only the file this collection writes, no command that could add others.
+PINNED_SETTINGS = {"AuthorizedKeysFile": ".ssh/authorized_keys", "AuthorizedKeysCommand": "none"}
+
+# Other spellings sshd reads for a keyword (servconf.c), as {alias: keyword}.
+KEYWORD_ALIASES = {
+    "challengeresponseauthentication": "kbdinteractiveauthentication",
+    "dsaauthentication": "pubkeyauthentication",
+    "pubkeyacceptedkeytypes": "pubkeyacceptedalgorithms",
+}
+
+# The connection sshd -T is asked about by default; a context made for a Match block starts from it.
+DEFAULT_CONNECTION = {"user": "root", "host": "localhost", "addr": "127.0.0.1"}
+MATCH_CONNECTION = dict(DEFAULT_CONNECTION, laddr="127.0.0.1", lport="22")
+# Match criterion -> the field of sshd -T -C that it tests.
+MATCH_FIELDS = {"user": "user", "host": "host", "address": "addr", "localaddress": "laddr", "localport": "lport",
+                "rdomain": "rdomain"}
+INCLUDE_DEPTH = 16
+CONFIG_LINE = re.compile(r"(\S+?)(?:\s*=\s*|\s+)(.*)\Z")
+
+
+def connection_spec(connection):
+    return ",".join("%s=%s" % (key, value) for key, value in connection.items())
+
+
+def match_blocks(config, read, expand):
+    """The ``Match`` blocks of sshd's configuration files, ``Include`` followed as sshd does, in reading order.
+
+    ``read(path)`` gives a file's text (None when missing), ``expand(pattern)`` the sorted paths a glob names;
+    relative paths are under the directory of ``config`` (/etc/ssh for sshd). Each block:
+    {"match": its Match line, "where": "file:line", "criteria": [(criterion, patterns)],
+    "settings": [(keyword, value, keyword as written)]}.
+    """
+    blocks = []
+    base = os.path.dirname(config)
+
+    def walk(path, block, depth):
+        current = block
+        for number, raw in enumerate((read(path) or "").splitlines(), start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            found = CONFIG_LINE.match(line)
+            keyword, value = (found.group(1), found.group(2).strip()) if found else (line, "")
+            lower = keyword.lower()
+            if lower == "match":
+                current = {"match": line, "where": "%s:%d" % (path, number), "criteria": match_criteria(value),
+                           "settings": []}
+                blocks.append(current)
+            elif lower == "include" and depth < INCLUDE_DEPTH:
+                for pattern in split_words(value):
+                    for included in expand(pattern if os.path.isabs(pattern) else os.path.join(base, pattern)):
+                        walk(included, current, depth + 1)
+            elif current is not None:
+                current["settings"].append((lower, unquote(value), keyword))
+
+    walk(config, None, 0)
+    return blocks
+
+
+def split_words(value):
+    return [unquote(word) for word in re.findall(r'"[^"]*"|\S+', value)]
+
+
+def unquote(value):
+    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
+
+
+def match_criteria(value):
+    """[(lowercase criterion, patterns)] of a Match line; ``All`` has no patterns."""
+    words = split_words(value)
+    criteria = []
+    index = 0
+    while index < len(words):
+        name = words[index].lower()
+        if name == "all":
+            criteria.append((name, ""))
+            index += 1
+        else:
+            criteria.append((name, words[index + 1] if index + 1 < len(words) else ""))
+            index += 2
+    return criteria
+
+
+def match_contexts(blocks):
+    """[(block, sshd -T -C spec)] for the blocks a connection can be made up for: one that each block matches.
+
+    A block with a criterion no made-up connection can satisfy (Group, only negated patterns of a kind it needs)
+    gets none; ``setting_overrides`` reads its lines instead.
+    """
+    contexts = []
+    for block in blocks:
+        connection = dict(MATCH_CONNECTION)
+        for name, patterns in block["criteria"]:
+            if name == "all":
+                continue
+            field = MATCH_FIELDS.get(name)
+            value = example_for(name, patterns) if field else None
+            if value is None:
+                connection = None
+                break
+            connection[field] = value
+        if connection is not None:
+            contexts.append((block, connection_spec(connection)))
+    return contexts
+
+
+def example_for(name, patterns):
+    """A value the first positive pattern of ``patterns`` matches, or None."""
+    for pattern in patterns.split(","):
+        if not pattern or pattern.startswith("!"):
+            continue
+        if name in ("address", "localaddress"):
+            if "/" in pattern:
+                try:
+                    network = ipaddress.ip_network(pattern, strict=False)
+                except ValueError:
+                    continue
+                return str(network.network_address + (1 if network.num_addresses > 1 else 0))
+            candidate = pattern.replace("*", "1").replace("?", "1")
+            try:
+                return str(ipaddress.ip_address(candidate))
+            except ValueError:
+                continue
+        if name == "localport":
+            return pattern if pattern.isdigit() else None
+        return pattern.replace("*", "x").replace("?", "x")
+    return None
+
+
+def setting_overrides(blocks, settings, caught=()):
+    """Lines in Match blocks that set a managed keyword to another value: [message], in reading order.
+
+    ``caught`` holds the (block's where, lowercase keyword) already reported from sshd's own answer.
+    """
+    wanted = {keyword.lower(): (keyword, str(value)) for keyword, value in settings.items()}
+    found = []
+    for block in blocks:
+        for lower, value, written in block["settings"]:
+            canonical = KEYWORD_ALIASES.get(lower, lower)
+            if canonical not in wanted:
+                continue
+            keyword, wanted_value = wanted[canonical]
+            if (block["where"], canonical) in caught:
+                continue
+            normalised = EQUIVALENT_VALUES.get((canonical, value.lower()), value)
+            if normalised.lower() != wanted_value.lower():
+                name = written if canonical == lower else "%s (%s)" % (written, keyword)
+                found.append("%r (%s) sets %s %s, wanted %s" % (block["match"], block["where"], name, value,
+                                                                wanted_value))
     return found

@@ -12,6 +12,13 @@ description:
   - Writes the settings to a drop-in that sorts first in C(/etc/ssh/sshd_config.d) (sshd keeps the first value
     it reads), then checks the whole configuration with C(sshd -t) and the effective values with
     C(sshd -T -C user=root,host=localhost,addr=127.0.0.1).
+  - Unless O(settings) names them, also pins where sshd takes keys from, C(AuthorizedKeysFile .ssh/authorized_keys)
+    and C(AuthorizedKeysCommand none), so keys in C(authorized_keys2) or from a command no longer let anyone in.
+  - A C(Match) block (in O(config) or a file it includes) can change the settings for some connections only.
+    For each block, C(sshd -T -C) is also asked about a connection the block matches (an address of its
+    C(Address) network, its C(User), C(Host), C(LocalAddress), C(LocalPort)); a block that sets a managed keyword
+    to another value is refused from its lines too, which covers the blocks no connection can be made up for
+    (C(Match Group)).
   - When either check fails, the previous drop-in is put back before the module fails, so the running sshd
     (which reads its files only when it starts or reloads) never sees a bad configuration.
   - Creates the privilege separation directory C(/run/sshd) when it is missing.
@@ -50,7 +57,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 effective:
-  description: The effective value of every managed keyword (lowercase, as C(sshd -T) prints them).
+  description: The effective value of every managed keyword for root from localhost (lowercase, as C(sshd -T)
+    prints them).
   returned: always
   type: dict
   sample: {passwordauthentication: "no", permitrootlogin: without-password}
@@ -61,6 +69,7 @@ commands:
   elements: list
 """
 
+import glob
 import os
 
 from ansible.module_utils.basic import AnsibleModule
@@ -73,11 +82,49 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.runner import Co
 PRIVSEP_DIR = "/run/sshd"
 
 
-def effective_config(runner, sshd_bin, config):
-    """Check the whole configuration, then read the values sshd would use for root from localhost."""
+def effective_config(runner, sshd_bin, config, spec):
+    """The values sshd would use for the connection ``spec`` describes (``sshd -T -C``)."""
+    return sshd.parse_effective_config(runner.run([sshd_bin, "-T", "-f", config, "-C", spec])[1])
+
+
+def check_config(runner, sshd_bin, config, settings):
+    """Check the whole configuration, then the values sshd would use for every connection that matters.
+
+    Those are root from localhost, and for each ``Match`` block in the files sshd reads a connection the block
+    matches; a block no connection can be made up for (``Match Group``) has its lines read instead.
+    Returns the effective values for root from localhost; raises ValueError naming each difference.
+    """
     runner.run([sshd_bin, "-t", "-f", config])
-    out = runner.run([sshd_bin, "-T", "-f", config, "-C", "user=root,host=localhost,addr=127.0.0.1"])[1]
-    return sshd.parse_effective_config(out)
+    effective = effective_config(runner, sshd_bin, config, sshd.connection_spec(sshd.DEFAULT_CONNECTION))
+    wrong = sshd.mismatches(settings, effective)
+    problems = ["%s wanted %s, effective %s" % (k, w, a) for k, (w, a) in sorted(wrong.items())]
+    problems = [", ".join(problems)] if problems else []
+    blocks = sshd.match_blocks(config, read_text, lambda pattern: sorted(glob.glob(pattern)))
+    caught = set()
+    for block, spec in sshd.match_contexts(blocks):
+        there = sshd.mismatches(settings, effective_config(runner, sshd_bin, config, spec))
+        for keyword, (wanted, actual) in sorted(there.items()):
+            if wrong.get(keyword) == (wanted, actual):
+                continue  # the same difference everywhere: already said once
+            caught.add((block["where"], keyword.lower()))
+            problems.append(
+                "%s wanted %s, effective %s for connections that match %r (%s; asked sshd -T -C %s)"
+                % (keyword, wanted, actual, block["match"], block["where"], spec)
+            )
+    problems.extend(sshd.setting_overrides(blocks, settings, caught))
+    if problems:
+        raise ValueError(
+            "sshd would not use the wanted settings (another file overrides them?): " + "; ".join(problems)
+        )
+    return effective
+
+
+def wanted_settings(settings):
+    """The caller's settings as sshd values, with where sshd reads keys from pinned unless the caller names it."""
+    wanted = {str(k): ("yes" if v is True else "no" if v is False else str(v)) for k, v in settings.items()}
+    named = {keyword.lower() for keyword in wanted}
+    wanted.update((k, v) for k, v in sshd.PINNED_SETTINGS.items() if k.lower() not in named)
+    return wanted
 
 
 def main():
@@ -90,7 +137,7 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    settings = {str(k): ("yes" if v is True else "no" if v is False else str(v)) for k, v in params["settings"].items()}
+    settings = wanted_settings(params["settings"])
     sshd_bin = module.get_bin_path("sshd", required=True)
     runner = Runner(module)
     if not os.path.isdir(PRIVSEP_DIR) and not module.check_mode:
@@ -117,13 +164,7 @@ def main():
         if changed and module.check_mode:
             effective = {}
         else:
-            effective = effective_config(runner, sshd_bin, params["config"])
-            wrong = sshd.mismatches(settings, effective)
-            if wrong:
-                raise ValueError(
-                    "sshd would not use the wanted settings (another file overrides them?): "
-                    + ", ".join("%s wanted %s, effective %s" % (k, w, a) for k, (w, a) in sorted(wrong.items()))
-                )
+            effective = check_config(runner, sshd_bin, params["config"], settings)
     except (CommandError, ValueError) as err:
         if changed and not module.check_mode:
             if before is None:

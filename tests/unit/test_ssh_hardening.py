@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import fnmatch
 import os
 import stat
 import struct
@@ -29,7 +30,8 @@ HARDENED = {
 def fake_sshd(tmp_path, monkeypatch):
     """An ``sshd`` on PATH whose -T output is built from the drop-ins, like sshd's first-value-wins rule.
 
-    A file ``override`` plays a configuration read before ours; ``reject`` makes ``sshd -t`` fail.
+    A file ``override`` plays a configuration read before ours; ``reject`` makes ``sshd -t`` fail;
+    ``match-ADDR`` plays a ``Match`` block that applies to connections from ADDR (``-C ...,addr=ADDR``).
     The host's own sshd is never run, and the privilege separation directory is ``run-sshd`` here.
     """
     bindir = tmp_path / "bin"
@@ -41,9 +43,10 @@ def fake_sshd(tmp_path, monkeypatch):
         'echo "$@" >> "%s"\n'
         'case "$1" in\n'
         '  -t) [ -e "%s" ] && exit 1; exit 0 ;;\n'
-        "  -T) cat %s/override 2>/dev/null; for f in %s/sshd_config.d/*.conf; do [ -e \"$f\" ] && "
+        "  -T) addr=$(echo \"$@\" | tr ', ' '\\n\\n' | sed -n 's/^addr=//p'); cat %s/match-$addr 2>/dev/null; "
+        "cat %s/override 2>/dev/null; for f in %s/sshd_config.d/*.conf; do [ -e \"$f\" ] && "
         "grep -v '^#' \"$f\" | tr 'A-Z' 'a-z'; done; cat %s/defaults ;;\n"
-        "esac\n" % (log, tmp_path / "reject", tmp_path, tmp_path, tmp_path)
+        "esac\n" % (log, tmp_path / "reject", tmp_path, tmp_path, tmp_path, tmp_path)
     )
     script.chmod(0o755)
     (tmp_path / "sshd_config.d").mkdir()
@@ -129,10 +132,14 @@ def test_sshd_dropin_is_written_checked_and_idempotent(fake_sshd, capsys):
         "passwordauthentication": "no",
         "kbdinteractiveauthentication": "no",
         "authenticationmethods": "publickey",
+        "authorizedkeysfile": ".ssh/authorized_keys",
+        "authorizedkeyscommand": "none",
     }
     assert [cmd[1] for cmd in second["commands"]] == ["-t", "-T"]
     assert (fake_sshd / "run-sshd").is_dir()
-    assert (fake_sshd / "sshd_config.d" / "00-pre-nixos.conf").read_text() == sshd.render_dropin(HARDENED)
+    assert (fake_sshd / "sshd_config.d" / "00-pre-nixos.conf").read_text() == sshd.render_dropin(
+        dict(HARDENED, **PINNED)
+    )
 
 
 def test_sshd_check_mode_touches_nothing(fake_sshd, capsys):
@@ -161,3 +168,107 @@ def test_a_setting_overridden_elsewhere_is_reported_and_rolled_back(fake_sshd, c
     assert result["failed"] is True
     assert "PasswordAuthentication wanted no, effective yes" in result["msg"]
     assert not (fake_sshd / "sshd_config.d" / "00-pre-nixos.conf").exists()
+
+
+# ---------------------------------------------------------------- where sshd reads keys from, Match blocks
+
+PINNED = {"AuthorizedKeysCommand": "none", "AuthorizedKeysFile": ".ssh/authorized_keys"}
+DEFAULT_CONTEXT = "user=root,host=localhost,addr=127.0.0.1"
+
+
+def contexts_asked(result):
+    return [cmd[cmd.index("-C") + 1] for cmd in result["commands"] if cmd[1] == "-T"]
+
+
+def test_the_dropin_pins_root_keys_to_authorized_keys_and_no_command(fake_sshd, capsys):
+    result = run_module(sshd_hardening.main, hardening_args(fake_sshd), capsys)
+    dropin = (fake_sshd / "sshd_config.d" / "00-pre-nixos.conf").read_text()
+    assert "AuthorizedKeysCommand none\n" in dropin and "AuthorizedKeysFile .ssh/authorized_keys\n" in dropin
+    assert result["effective"]["authorizedkeysfile"] == ".ssh/authorized_keys"
+    assert result["effective"]["authorizedkeyscommand"] == "none"
+
+
+def test_keys_in_authorized_keys2_or_from_a_command_are_caught_and_rolled_back(fake_sshd, capsys):
+    (fake_sshd / "override").write_text(
+        "authorizedkeysfile .ssh/authorized_keys .ssh/authorized_keys2\nauthorizedkeyscommand /usr/bin/fetch-keys\n"
+    )
+    result = run_module(sshd_hardening.main, hardening_args(fake_sshd), capsys)
+    assert result["failed"] is True
+    assert "AuthorizedKeysCommand wanted none, effective /usr/bin/fetch-keys" in result["msg"]
+    assert "AuthorizedKeysFile wanted .ssh/authorized_keys, effective .ssh/authorized_keys .ssh/authorized_keys2" in (
+        result["msg"]
+    )
+    assert not (fake_sshd / "sshd_config.d" / "00-pre-nixos.conf").exists()
+
+
+def test_a_match_address_block_that_turns_passwords_back_on_is_caught(fake_sshd, capsys):
+    (fake_sshd / "sshd_config").write_text(
+        "Include sshd_config.d/*.conf\nUsePAM yes\n\nMatch Address 192.168.0.0/16\n    PasswordAuthentication yes\n"
+    )
+    # What sshd -T says for a connection from 192.168.0.1: the Match block applies.
+    (fake_sshd / "match-192.168.0.1").write_text("passwordauthentication yes\n")
+    result = run_module(sshd_hardening.main, hardening_args(fake_sshd), capsys)
+    assert result["failed"] is True, result
+    assert DEFAULT_CONTEXT in contexts_asked(result)
+    assert "user=root,host=localhost,addr=192.168.0.1,laddr=127.0.0.1,lport=22" in contexts_asked(result)
+    assert (
+        "PasswordAuthentication wanted no, effective yes for connections that match 'Match Address 192.168.0.0/16'"
+        " (%s:4; asked sshd -T -C user=root,host=localhost,addr=192.168.0.1,laddr=127.0.0.1,lport=22)"
+        % (fake_sshd / "sshd_config")
+    ) in result["msg"]
+    assert not (fake_sshd / "sshd_config.d" / "00-pre-nixos.conf").exists()
+
+
+def test_a_match_block_sshd_cannot_be_asked_about_is_refused_from_its_lines(fake_sshd, capsys):
+    (fake_sshd / "sshd_config").write_text("Include sshd_config.d/*.conf\n")
+    (fake_sshd / "sshd_config.d" / "50-local.conf").write_text(
+        "# local additions\nMatch Group wheel\n  PasswordAuthentication yes\n"
+        "Match User deploy\n  ChallengeResponseAuthentication=yes\n  MaxAuthTries 5\n"
+    )
+    result = run_module(sshd_hardening.main, hardening_args(fake_sshd), capsys)
+    assert result["failed"] is True, result
+    local = fake_sshd / "sshd_config.d" / "50-local.conf"
+    assert "'Match Group wheel' (%s:2) sets PasswordAuthentication yes, wanted no" % local in result["msg"]
+    assert (
+        "'Match User deploy' (%s:4) sets ChallengeResponseAuthentication (KbdInteractiveAuthentication) yes, wanted no"
+        % local
+    ) in result["msg"]
+    assert "MaxAuthTries" not in result["msg"]
+    assert not (fake_sshd / "sshd_config.d" / "00-pre-nixos.conf").exists()
+
+
+def test_match_blocks_that_keep_the_settings_pass_and_each_is_asked_about(fake_sshd, capsys):
+    (fake_sshd / "sshd_config").write_text(
+        "Include sshd_config.d/*.conf\n"
+        "Match User backup Address 10.1.0.0/16,!10.1.2.3\n  ForceCommand internal-sftp\n"
+        "Match LocalPort 2222 Host *.example.org\n  PasswordAuthentication no\n"
+        'Match LocalAddress "192.0.2.*"\n  Banner none\n'
+    )
+    result = run_module(sshd_hardening.main, hardening_args(fake_sshd), capsys)
+    assert result["changed"] is True and "failed" not in result, result
+    assert contexts_asked(result) == [
+        DEFAULT_CONTEXT,
+        "user=backup,host=localhost,addr=10.1.0.1,laddr=127.0.0.1,lport=22",
+        "user=root,host=x.example.org,addr=127.0.0.1,laddr=127.0.0.1,lport=2222",
+        "user=root,host=localhost,addr=127.0.0.1,laddr=192.0.2.1,lport=22",
+    ]
+
+
+def test_match_blocks_are_found_through_includes_in_order():
+    files = {
+        "/etc/ssh/sshd_config": "Include /etc/ssh/sshd_config.d/*.conf\nmatch address 10.0.0.1\n  Include extra.conf\n",
+        "/etc/ssh/sshd_config.d/20-b.conf": "Match User b\n PermitRootLogin yes\n",
+        "/etc/ssh/sshd_config.d/10-a.conf": "PermitRootLogin no\n",
+        "/etc/ssh/extra.conf": "PasswordAuthentication yes\n",
+    }
+
+    def expand(pattern):
+        return sorted(path for path in files if fnmatch.fnmatch(path, pattern))
+
+    blocks = sshd.match_blocks("/etc/ssh/sshd_config", files.get, expand)
+    assert blocks == [
+        {"match": "Match User b", "where": "/etc/ssh/sshd_config.d/20-b.conf:1", "criteria": [("user", "b")],
+         "settings": [("permitrootlogin", "yes", "PermitRootLogin")]},
+        {"match": "match address 10.0.0.1", "where": "/etc/ssh/sshd_config:2", "criteria": [("address", "10.0.0.1")],
+         "settings": [("passwordauthentication", "yes", "PasswordAuthentication")]},
+    ]
