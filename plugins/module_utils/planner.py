@@ -11,15 +11,18 @@ Usage::
 
 ``disks`` are dicts shaped as in ``docs/contracts.md`` (``name``, ``size`` and ``rotational``
 are required, the other keys default to "not set"). ``PlanError`` is raised when no disk is
-eligible (its message lists every disk and why it was excluded), when the input is malformed,
-or when ``main`` cannot hold ``/``.
+eligible (its message lists every disk and why it was excluded), when the input is malformed
+(refused at the door, ``plan_input``, naming the disk and the field), or when ``main`` cannot hold ``/``.
 
 Eligibility
     Excluded, with every reason that applies: names ``loop*``, ``ram*``, ``zram*``, ``nbd*``,
     ``fd*``, ``sr*``, ``md*``, ``dm-*``; ``type`` other than ``disk``; removable; transport
-    ``usb``; read-only; the boot medium; size 0 or below ``min_disk_size``. A disk that is
-    ``in_use`` is still planned (the applier refuses it unless wiping is allowed) and a note
-    says so. Class: ``ssd`` when not rotational, ``hdd`` when rotational, never from transport.
+    ``usb``; read-only; the boot medium; size 0 or below ``min_disk_size``; a path of a multipath
+    (dm-mpath) device (multipath devices themselves are not planned); a second path to a disk before
+    it in kernel order, ``second path to sdc (same WWN ...)``: the same WWN, else the same serial and
+    size, else the same by-id link (the first path is kept; a second path to the boot medium is excluded
+    too). A disk that is ``in_use`` is still planned (the applier refuses it unless wiping is allowed).
+    Class: ``ssd`` when not rotational, ``hdd`` when rotational, never from transport.
 
 Grouping
     Within a class, disks sorted by ``(size, name)`` are grouped greedily: a disk joins the
@@ -85,45 +88,31 @@ volumes in role order (main, main_N, swap, large, large_N).
 """
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 
+from ansible_collections.prenixos.baseline.plugins.module_utils.plan_input import (
+    MIN_LV_SIZE,
+    MiB,
+    PlanError,
+    effective_options,
+    kernel_order,
+    normalise_disks,
+)
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import (
     ESP_TYPE,
     LVM_TYPE,
     MD_METADATA,
     PLAN_VERSION,
     RAID_TYPE,
-    VG_NAME_PATTERN,
     human_size,
     partition_device,
 )
-
-MiB = 1024 ** 2
-GiB = 1024 ** 3
 
 GPT_OVERHEAD = 2 * MiB  # 1 MiB alignment before the first partition, backup GPT at the end
 MDADM_RESERVE = 136 * MiB  # metadata 1.2 data offset (up to 128 MiB) plus headroom
 LVM_METADATA = 4 * MiB  # PV label, metadata area and first-extent alignment
 EXTENT = 4 * MiB
-MIN_LV_SIZE = 256 * MiB
-SWAP_CEILING = 32 * GiB  # default swap follows the RAM size up to this
-
-DEFAULT_OPTIONS = {
-    "size_tolerance": 0.01,
-    "redundant_main": False,
-    "swap_on_ssd": False,
-    "backups": False,
-    "esp_size": GiB,
-    "slash_size": 50 * GiB,
-    "home_size": 16 * GiB,
-    "swap_size": None,  # None: the RAM size
-    "min_disk_size": 2 * GiB,
-    "main_vg": "main",
-    "swap_vg": "swap",
-    "large_vg": "large",
-}
 BACKUP_INODE_RATIO = 2048
 
 NEVER_ELIGIBLE_PREFIXES = (
@@ -136,10 +125,6 @@ NEVER_ELIGIBLE_PREFIXES = (
     ("md", "software RAID device"),
     ("dm-", "device-mapper device"),
 )
-
-
-class PlanError(Exception):
-    """The disks cannot be planned; the message says why, disk by disk."""
 
 
 @dataclass(frozen=True)
@@ -181,8 +166,7 @@ class VolumeGroupRole:
 def plan_storage(disks, ram_bytes, options=None):
     """Return the storage plan (see the module docstring) for ``disks`` on a host with ``ram_bytes`` of RAM."""
     options = effective_options(options, ram_bytes)
-    disks = sorted((normalise_disk(disk) for disk in disks), key=lambda disk: disk["name"])
-    refuse_duplicate_names(disks)
+    disks = normalise_disks(disks)
 
     eligible, excluded = split_eligible(disks, options["min_disk_size"])
     if not eligible:
@@ -220,101 +204,15 @@ def plan_storage(disks, ram_bytes, options=None):
     return plan
 
 
-# Input
-
-def effective_options(options, ram_bytes):
-    """Defaults filled in, values checked; ``swap_size`` resolved from the RAM size."""
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
-    if unknown:
-        raise PlanError("unknown planner option(s): %s" % ", ".join(unknown))
-    effective = dict(DEFAULT_OPTIONS)
-    effective.update((key, value) for key, value in options.items() if value is not None)
-
-    tolerance = effective["size_tolerance"]
-    if not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool) or not 0 <= tolerance < 1:
-        raise PlanError("size_tolerance must be a number from 0 to below 1, got %r" % (tolerance,))
-    for key in ("redundant_main", "swap_on_ssd", "backups"):
-        if not isinstance(effective[key], bool):
-            raise PlanError("%s must be true or false, got %r" % (key, effective[key]))
-    if effective["swap_size"] is None:
-        effective["swap_size"] = min(require_size("ram_bytes", ram_bytes), SWAP_CEILING)
-    for key in ("esp_size", "slash_size", "home_size", "swap_size", "min_disk_size"):
-        effective[key] = require_size(key, effective[key])
-    if effective["slash_size"] < MIN_LV_SIZE:
-        raise PlanError("slash_size must be at least 256 MiB, got %d bytes" % effective["slash_size"])
-    if effective["esp_size"] < 32 * MiB:
-        raise PlanError("esp_size must be at least 32 MiB (FAT32 minimum), got %d bytes" % effective["esp_size"])
-
-    vg_names = [effective[key] for key in ("main_vg", "swap_vg", "large_vg")]
-    for name in vg_names:
-        if not isinstance(name, str) or not VG_NAME_PATTERN.match(name):
-            raise PlanError("volume group name %r must be 1-16 characters of A-Z a-z 0-9 _ . + -" % (name,))
-    if len(set(vg_names)) != len(vg_names):
-        raise PlanError("main_vg, swap_vg and large_vg must differ, got %s" % ", ".join(vg_names))
-    return effective
-
-
-def require_size(key, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise PlanError("%s must be a whole number of bytes (0 or more), got %r" % (key, value))
-    return value
-
-
-def normalise_disk(disk):
-    """A disk dict with every key the planner reads, or PlanError naming what is missing."""
-    if not isinstance(disk, dict):
-        raise PlanError("every disk must be a dict, got %r" % (disk,))
-    missing = [key for key in ("name", "size", "rotational") if disk.get(key) is None]
-    if missing:
-        raise PlanError("disk %r lacks %s" % (disk.get("name", disk), ", ".join(missing)))
-    name = str(disk["name"])
-    try:
-        size = int(disk["size"])
-    except (TypeError, ValueError):
-        raise PlanError("disk %s: size must be a number of bytes, got %r" % (name, disk["size"])) from None
-    normalised = {
-        "name": name,
-        "type": disk.get("type") or "disk",
-        "path": disk.get("path") or "/dev/" + name,
-        "dev": disk.get("dev") or "/dev/" + name,
-        "size": size,
-        "transport": disk.get("transport") or None,
-        "in_use_reasons": [str(reason) for reason in disk.get("in_use_reasons") or []],
-    }
-    for flag in ("rotational", "removable", "read_only", "boot_medium", "in_use"):
-        normalised[flag] = as_bool(name, flag, disk.get(flag, False))
-    return normalised
-
-
-def as_bool(disk_name, key, value):
-    """A fact flag as a bool; strings such as ``"false"`` are read as YAML would, never as truthy."""
-    if isinstance(value, bool):
-        return value
-    if value is None:
-        return False
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "on", "1"):
-        return True
-    if text in ("false", "no", "off", "0", ""):
-        return False
-    raise PlanError("disk %s: %s must be true or false, got %r" % (disk_name, key, value))
-
-
-def refuse_duplicate_names(disks):
-    counts = Counter(disk["name"] for disk in disks)
-    duplicates = sorted(name for name, count in counts.items() if count > 1)
-    if duplicates:
-        raise PlanError("disk names must be unique; seen more than once: %s" % ", ".join(duplicates))
-
-
 # Eligibility
 
 def split_eligible(disks, min_disk_size):
     """``(eligible disks with their class, [{disk, reason}])``, both in name order."""
     eligible, excluded = [], []
+    second_path = second_paths(disks)
     for disk in disks:
         reasons = exclusion_reasons(disk, min_disk_size)
+        reasons += second_path.get(disk["name"], [])
         if reasons:
             excluded.append({"disk": disk["name"], "reason": "; ".join(reasons)})
         else:
@@ -340,7 +238,47 @@ def exclusion_reasons(disk, min_disk_size):
         reasons.append("size 0 (no medium)")
     elif disk["size"] < min_disk_size:
         reasons.append("%s, smaller than the %s minimum" % (human_size(disk["size"]), human_size(min_disk_size)))
+    reasons += ["path of multipath device %s (multipath devices are not planned)" % name for name in disk["multipath"]]
     return reasons
+
+
+def second_paths(disks):
+    """``{name: [reason]}`` for every disk that is a disk seen before it in kernel order (the first path is kept)."""
+    by_wwn, by_serial, by_link, found = {}, {}, {}, {}
+    for disk in sorted(disks, key=lambda d: kernel_order(d["name"])):
+        first = first_path_of(disk, by_wwn, by_serial, by_link)
+        if first is not None:
+            found[disk["name"]] = ["second path to %s (same %s)" % first]
+            continue
+        if disk["wwn_key"] is not None:
+            by_wwn[disk["wwn_key"]] = disk
+        if disk["serial_key"] is not None:
+            by_serial.setdefault((disk["serial_key"], disk["size"]), []).append(disk)
+        if disk["path"].startswith("/dev/disk/by-id/"):
+            by_link.setdefault(disk["path"], []).append(disk)
+    return found
+
+
+def first_path_of(disk, by_wwn, by_serial, by_link):
+    """``(name of the disk seen before that is this disk, what they share)``, or None.
+
+    The same WWN; else, unless both WWNs are known (and so differ: NVMe namespaces share a serial), the same
+    serial and size; else, unless both serials are known too, the same by-id link.
+    """
+    first = by_wwn.get(disk["wwn_key"])
+    if first is not None:
+        return first["name"], "WWN %s" % first["wwn"]
+    for first in by_serial.get((disk["serial_key"], disk["size"]), []):
+        if not known_on_both(first, disk, "wwn_key"):
+            return first["name"], "serial %s and size %s" % (first["serial"], human_size(disk["size"]))
+    for first in by_link.get(disk["path"], []):
+        if not known_on_both(first, disk, "wwn_key") and not known_on_both(first, disk, "serial_key"):
+            return first["name"], "by-id link %s" % disk["path"]
+    return None
+
+
+def known_on_both(first, disk, key):
+    return first[key] is not None and disk[key] is not None
 
 
 def no_eligible_disk_message(excluded):

@@ -225,7 +225,7 @@ def main():
     try:
         plan = plan_storage(params["disks"], ram_bytes, options)
     except PlanError as error:
-        module.fail_json(msg=str(error))
+        module.fail_json(msg=str(error), changed=False)
 
     result = {"changed": False, "plan": plan, "summary": render_summary(plan), "nixos": render_storage(plan)}
     dest = params["dest"]
@@ -237,6 +237,8 @@ def main():
             if result["changed"] and not module.check_mode:
                 write_text(module, dest, content)
         except OSError as error:
+            # the write is atomic: a failed one leaves dest as it was
+            result["changed"] = False
             module.fail_json(msg="the plan was made but %s" % error, **result)
     module.exit_json(**result)
 

@@ -595,3 +595,165 @@ def test_minimal_disks_are_planned_with_defaults_for_the_missing_facts():
 def test_main_too_small_for_root_fails_clearly():
     with pytest.raises(PlanError, match=r"VG main \(0 B\) is too small to hold /"):
         plan_storage([ssd("sda", 2 * GiB)], RAM, {"esp_size": 2 * GiB})
+
+
+# Bad input is refused at the door, naming the disk and the field, never a traceback
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("../../etc/passwd", "disk name '../../etc/passwd' is not a kernel disk name"),
+        ("sd a; rm -rf /", "disk name 'sd a; rm -rf /' is not a kernel disk name"),
+        ("", "disk name '' is not a kernel disk name"),
+        # a newline inside a name is not two names
+        ("sda\nsdb", "disk name 'sda\\nsdb' is not a kernel disk name"),
+        (5, "disk name 5 is not a kernel disk name"),
+    ],
+)
+def test_a_name_that_is_not_a_kernel_disk_name_is_refused_before_planning(name, message):
+    with pytest.raises(PlanError) as error:
+        plan_storage([ssd("sda"), dict(ssd("sdb"), name=name)], RAM)
+    assert str(error.value) == message + " (A-Z a-z 0-9 _ . -, starting with a letter or digit)"
+
+
+@pytest.mark.parametrize(
+    ("facts", "message"),
+    [
+        ({"dev": "/etc/passwd"}, "disk sdb: dev '/etc/passwd' must be /dev/sdb"),
+        ({"dev": "/dev/sda"}, "disk sdb: dev '/dev/sda' must be /dev/sdb"),
+        ({"path": "/etc/passwd"}, "disk sdb: path '/etc/passwd' must be /dev/sdb or a /dev/disk/by-id/ link"),
+        ({"path": "/dev/sda"}, "disk sdb: path '/dev/sda' must be /dev/sdb or a /dev/disk/by-id/ link"),
+        ({"path": "/dev/disk/by-id/../../sda"},
+         "disk sdb: path '/dev/disk/by-id/../../sda' must be /dev/sdb or a /dev/disk/by-id/ link"),
+        ({"path": "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4-part1"},
+         "disk sdb: path '/dev/disk/by-id/wwn-0x5000c500a1b2c3d4-part1' must be /dev/sdb or a /dev/disk/by-id/ link"),
+        ({"path": "/dev/disk/by-id/ata-X\nsda"},
+         "disk sdb: path '/dev/disk/by-id/ata-X\\nsda' must be /dev/sdb or a /dev/disk/by-id/ link"),
+        ({"size": float("inf")}, "disk sdb: size must be a whole number of bytes (0 or more), got inf"),
+        ({"size": 1.5}, "disk sdb: size must be a whole number of bytes (0 or more), got 1.5"),
+        ({"size": -1}, "disk sdb: size must be a whole number of bytes (0 or more), got -1"),
+        ({"size": True}, "disk sdb: size must be a whole number of bytes (0 or more), got True"),
+        ({"size": [1]}, "disk sdb: size must be a whole number of bytes (0 or more), got [1]"),
+        ({"in_use_reasons": 5}, "disk sdb: in_use_reasons must be a list of strings, got 5"),
+        ({"in_use_reasons": "mounted: /"}, "disk sdb: in_use_reasons must be a list of strings, got 'mounted: /'"),
+        ({"in_use_reasons": [["x"]]}, "disk sdb: in_use_reasons must be a list of strings, got [['x']]"),
+        ({"type": ["disk"]}, "disk sdb: type must be a string or null, got ['disk']"),
+        ({"transport": 5}, "disk sdb: transport must be a string or null, got 5"),
+        ({"wwn": {"a": 1}}, "disk sdb: wwn must be a string or null, got {'a': 1}"),
+        ({"serial": 7}, "disk sdb: serial must be a string or null, got 7"),
+        ({"children": "sdb1"}, "disk sdb: children must be a list of devices, got 'sdb1'"),
+        ({"children": [5]}, "disk sdb: children must be a list of devices, got [5]"),
+    ],
+)
+def test_a_malformed_fact_is_refused_naming_the_disk_and_the_field(facts, message):
+    with pytest.raises(PlanError) as error:
+        plan_storage([ssd("sda"), ssd("sdb", **facts)], RAM)
+    assert str(error.value) == message
+
+
+def test_sizes_and_paths_as_disk_facts_writes_them_are_still_accepted():
+    # an integral float (JSON 1e12) and a string of digits are whole numbers; /dev/NAME and by-id links are paths
+    disks = [ssd("sda", float(TB), path="/dev/sda"), ssd("sdb", str(TB), path="/dev/disk/by-id/ata-X_\\x20Y")]
+    plan = plan_storage(disks, RAM)
+    assert [(d["name"], d["path"], d["size"]) for d in plan["disks"]] == [
+        ("sda", "/dev/sda", TB),
+        ("sdb", "/dev/disk/by-id/ata-X_\\x20Y", TB),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("disks", "options", "message"),
+    [
+        (None, None, "disks must be a list of disk facts, got None"),
+        ({"name": "sda"}, None, "disks must be a list of disk facts, got {'name': 'sda'}"),
+        ([ssd("sda")], ["redundant_main"], "planner options must be a dict, got ['redundant_main']"),
+        ([ssd("sda")], {"size_tolerance": float("inf")}, "size_tolerance must be a number from 0 to below 1, got inf"),
+        ([ssd("sda")], {"esp_size": float("inf")}, "esp_size must be a whole number of bytes (0 or more), got inf"),
+    ],
+)
+def test_a_malformed_disk_list_or_options_are_refused(disks, options, message):
+    with pytest.raises(PlanError) as error:
+        plan_storage(disks, RAM, options)
+    assert str(error.value) == message
+
+
+# Two paths to one disk are one disk
+
+def mpath_child(name):
+    return {"name": name, "type": "mpath", "fstype": None, "label": None, "partlabel": None, "mountpoints": []}
+
+
+def test_a_second_path_with_the_same_wwn_is_excluded_not_mirrored_onto_its_first():
+    disks = [ssd("sda"), hdd("sdc", wwn="0x5000c500a1b2c3d4"), hdd("sdd", wwn="0x5000c500a1b2c3d4")]
+    plans = [plan_storage(list(order), RAM) for order in itertools.permutations(disks)]
+    assert all(plan == plans[0] for plan in plans)
+    assert plans[0]["excluded"] == [{"disk": "sdd", "reason": "second path to sdc (same WWN 0x5000c500a1b2c3d4)"}]
+    assert layout(plans[0]) == {
+        "volume_groups": [("main", "none", "ssd", ["sda"]), ("large", "none", "hdd", ["sdc"])],
+        "logical_volumes": MAIN_LVS + [("large", "swap", None), ("large", "data", "/data")],
+    }
+    assert plans[0]["arrays"] == []
+
+
+def test_the_wwn_is_compared_as_lsblk_and_sysfs_write_it():
+    plan = plan_storage([ssd("sda", wwn="0x5000C500A1B2C3D4"), ssd("sdb", wwn="naa.5000c500a1b2c3d4 ")], RAM)
+    assert plan["excluded"] == [{"disk": "sdb", "reason": "second path to sda (same WWN 0x5000C500A1B2C3D4)"}]
+
+
+def test_without_a_wwn_the_same_serial_and_size_is_a_second_path():
+    disks = [hdd("sdc", serial="ZA1B2C3D"), hdd("sdd", serial="ZA1B2C3D"), hdd("sde", serial="ZA1B2C3E"), ssd("sda")]
+    plan = plan_storage(disks, RAM)
+    assert plan["excluded"] == [{"disk": "sdd", "reason": "second path to sdc (same serial ZA1B2C3D and size 3.6 TiB)"}]
+    assert layout(plan)["volume_groups"] == [("main", "none", "ssd", ["sda"]), ("swap", "raid1", "hdd", ["sdc", "sde"])]
+
+
+def test_the_same_by_id_link_twice_is_one_disk():
+    plan = plan_storage([ssd("sda", path="/dev/disk/by-id/ata-X"), ssd("sdb", path="/dev/disk/by-id/ata-X")], RAM)
+    assert plan["excluded"] == [{"disk": "sdb", "reason": "second path to sda (same by-id link /dev/disk/by-id/ata-X)"}]
+
+
+def test_the_first_path_in_kernel_order_is_kept_whatever_the_input_order():
+    # sdc comes before sdaa in kernel order (and sdaa before sdc in alphabetical order)
+    disks = [hdd("sdaa", wwn="0x5000c500a1b2c3d4"), hdd("sdc", wwn="0x5000c500a1b2c3d4"), ssd("sda")]
+    for order in itertools.permutations(disks):
+        plan = plan_storage(list(order), RAM)
+        assert plan["excluded"] == [{"disk": "sdaa", "reason": "second path to sdc (same WWN 0x5000c500a1b2c3d4)"}]
+
+
+def test_a_second_path_to_the_boot_medium_is_excluded_too():
+    disks = [ssd("sda"), hdd("sdc", serial="S1", boot_medium=True), hdd("sdd", serial="S1")]
+    plan = plan_storage(disks, RAM)
+    assert plan["excluded"] == [
+        {"disk": "sdc", "reason": "boot medium (the running system lives on it)"},
+        {"disk": "sdd", "reason": "second path to sdc (same serial S1 and size 3.6 TiB)"},
+    ]
+    assert [d["name"] for d in plan["disks"]] == ["sda"]
+
+
+def test_both_paths_under_a_multipath_device_are_excluded_naming_it():
+    disks = [ssd("sda"), hdd("sdc", wwn="0x5000c500a1b2c3d4", children=[mpath_child("mpatha")]),
+             hdd("sdd", wwn="0x5000c500a1b2c3d4", children=[mpath_child("mpatha")]), hdd("sde"), hdd("sdf")]
+    plan = plan_storage(disks, RAM)
+    assert plan["excluded"] == [
+        {"disk": "sdc", "reason": "path of multipath device mpatha (multipath devices are not planned)"},
+        {"disk": "sdd", "reason": "path of multipath device mpatha (multipath devices are not planned); "
+                                  "second path to sdc (same WWN 0x5000c500a1b2c3d4)"},
+    ]
+    assert layout(plan)["volume_groups"] == [("main", "none", "ssd", ["sda"]), ("swap", "raid1", "hdd", ["sde", "sdf"])]
+
+
+def test_namespaces_of_one_controller_share_a_serial_but_not_a_wwn_and_are_two_disks():
+    disks = [ssd("nvme0n1", serial="S4EW", wwn="eui.0025385b91b00001"),
+             ssd("nvme0n2", serial="S4EW", wwn="eui.0025385b91b00002")]
+    plan = plan_storage(disks, RAM)
+    assert plan["excluded"] == []
+    assert layout(plan)["volume_groups"] == [("main", "raid0", "ssd", ["nvme0n1", "nvme0n2"])]
+
+
+def test_the_same_serial_on_disks_of_different_sizes_or_a_placeholder_id_does_not_make_one_disk():
+    placeholder = {"wwn": "0x0000000000000000", "serial": "000000"}
+    disks = [hdd("sdc", serial="S1"), hdd("sdd", 8 * TB, serial="S1"),
+             ssd("sda", **placeholder), ssd("sdb", **placeholder)]
+    plan = plan_storage(disks, RAM)
+    assert plan["excluded"] == []
+    assert [d["name"] for d in plan["disks"]] == ["sda", "sdb", "sdc", "sdd"]

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import collections
+import copy
+import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -163,3 +165,104 @@ def test_labels_are_unique_and_short(machine, ram, options):
     partlabels = [p["partlabel"] for p in plan["partitions"]]
     assert len(partlabels) == len(set(partlabels))
     assert all(0 < len(partlabel) <= 36 for partlabel in partlabels)
+
+
+# Two paths to one disk
+
+def twin_name(index):
+    """``vdaa``, ``vdab``...: after every name ``machines`` draws, in kernel order as in alphabetical order."""
+    return "vd" + "abcdefghijklmnopqrstuvwxyz"[index // 26] + "abcdefghijklmnopqrstuvwxyz"[index % 26]
+
+
+@settings(deadline=None)
+@given(st.data(), machines(), RAM_SIZES, plan_options())
+def test_a_second_path_to_any_disk_changes_nothing_but_the_excluded_list(data, machine, ram, options):
+    machine = [dict(disk, wwn="0x5000c500%08x" % index) for index, disk in enumerate(machine)]
+    originals = data.draw(st.lists(st.sampled_from(machine), unique_by=lambda disk: disk["name"])) if machine else []
+    originals = [disk for disk in originals if disk["name"] in ELIGIBLE_LOOKING_NAMES]
+    twins = [dict(disk, name=twin_name(index), dev="/dev/" + twin_name(index), path="/dev/" + twin_name(index))
+             for index, disk in enumerate(originals)]
+    plan, error = plan_or_error(machine, ram, options)
+    with_twins, twin_error = plan_or_error(data.draw(st.permutations(machine + twins)), ram, options)
+    if plan is None:
+        assert twin_error is not None and str(twin_error).startswith(str(error).split(":")[0])
+        return
+    # a twin has its original's reasons (the same facts) and one more
+    own_reasons = {entry["disk"]: [entry["reason"]] for entry in plan["excluded"]}
+    twin_entries = [
+        {"disk": twin["name"], "reason": "; ".join(
+            own_reasons.get(disk["name"], []) + ["second path to %s (same WWN %s)" % (disk["name"], disk["wwn"])])}
+        for disk, twin in zip(originals, twins, strict=True)
+    ]
+    assert with_twins == dict(plan, excluded=sorted(plan["excluded"] + twin_entries, key=lambda entry: entry["disk"]))
+
+
+# Any input: a plan or the planner's own clear error, never a traceback
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+# What disk_facts gives on a live USB stick with one SSD (tests/unit/fixtures/disks/usb_live_stick), options and RAM.
+PLANNER_INPUT = {
+    "disks": [
+        {"name": "loop0", "type": "loop", "path": "/dev/loop0", "dev": "/dev/loop0", "size": 1176502272,
+         "rotational": False, "removable": False, "read_only": True, "transport": None, "model": None,
+         "serial": None, "wwn": None, "boot_medium": True, "in_use": True,
+         "in_use_reasons": ["signature squashfs on loop0", "mounted: /run/live/rootfs/filesystem.squashfs"],
+         "children": []},
+        {"name": "sda", "type": "disk", "path": "/dev/disk/by-id/ata-INTEL_SSDSC2KB480G8_PHYF123456AB480BGN",
+         "dev": "/dev/sda", "size": 480103981056, "rotational": False, "removable": False, "read_only": False,
+         "transport": "sata", "model": "INTEL SSDSC2KB480G8", "serial": "PHYF123456AB480BGN",
+         "wwn": "0x55cd2e4150a1b2c3", "boot_medium": False, "in_use": True,
+         "in_use_reasons": ["partition table (gpt)", "partitions: sda1", "signature ext4 on sda1"],
+         "children": [{"name": "sda1", "type": "part", "fstype": "ext4", "label": "old", "partlabel": None,
+                       "mountpoints": []}]},
+        {"name": "sdb", "type": "disk", "path": "/dev/disk/by-id/usb-SanDisk_Ultra_4C530001-0:0",
+         "dev": "/dev/sdb", "size": 30752636928, "rotational": False, "removable": True, "read_only": False,
+         "transport": "usb", "model": "Ultra", "serial": "4C530001", "wwn": None, "boot_medium": True,
+         "in_use": True, "in_use_reasons": ["partition table (dos)", "mounted: /run/live/medium"], "children": []},
+    ],
+    "ram_bytes": 8 * GiB,
+    "options": {"redundant_main": False, "swap_size": None, "size_tolerance": 0.01},
+}
+
+
+def places(value, path=()):
+    """Every path into a JSON document below the document itself."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in items:
+        yield path + (key,)
+        yield from places(child, path + (key,))
+
+
+@st.composite
+def mutated_planner_input(draw):
+    """``PLANNER_INPUT`` with one value replaced by any JSON value (infinity included) or one key dropped."""
+    document = copy.deepcopy(PLANNER_INPUT)
+    path = draw(st.sampled_from(list(places(PLANNER_INPUT))))
+    parent = document
+    for key in path[:-1]:
+        parent = parent[key]
+    if draw(st.booleans()):
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = draw(JSON_VALUES)
+    return document
+
+
+def test_the_unchanged_planner_input_is_planned():
+    plan = plan_storage(PLANNER_INPUT["disks"], PLANNER_INPUT["ram_bytes"], PLANNER_INPUT["options"])
+    assert ([d["name"] for d in plan["disks"]], [e["disk"] for e in plan["excluded"]]) == (["sda"], ["loop0", "sdb"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(mutated_planner_input())
+def test_any_planner_input_gives_a_plan_or_a_clear_error(document):
+    try:
+        plan = plan_storage(document.get("disks"), document.get("ram_bytes"), document.get("options"))
+    except PlanError as error:
+        assert str(error), "a PlanError must say what is wrong"
+    else:
+        assert json.loads(json.dumps(plan, allow_nan=False)) == plan

@@ -103,3 +103,28 @@ def test_unreadable_ram_without_swap_size_fails_clearly(monkeypatch, capsys):
     result = run_module(storage_plan.main, {"disks": TWO_SSDS_TWO_HDDS}, capsys)
     assert result["failed"] is True
     assert result["msg"] == "cannot read MemTotal from /proc/meminfo; set ram_bytes or swap_size"
+
+
+def test_bad_disk_facts_fail_the_module_with_the_disk_and_the_field_not_a_traceback(capsys):
+    # JSON carries 1e400 as infinity; int(inf) raised OverflowError out of the module
+    for facts, message in [
+        ({"size": float("inf")}, "disk sdd: size must be a whole number of bytes (0 or more), got inf"),
+        ({"in_use_reasons": 5}, "disk sdd: in_use_reasons must be a list of strings, got 5"),
+        ({"dev": "/etc/passwd"}, "disk sdd: dev '/etc/passwd' must be /dev/sdd"),
+    ]:
+        disks = TWO_SSDS_TWO_HDDS[:3] + [dict(disk("sdd", 4 * TB, True), **facts)]
+        result = run_module(storage_plan.main, {"disks": disks, "ram_bytes": 8 * GiB}, capsys)
+        assert (result.get("failed"), result["msg"], result.get("changed")) == (True, message, False)
+        assert "plan" not in result
+
+
+def test_a_plan_that_cannot_be_written_fails_and_reports_no_change(tmp_path, capsys):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    dest = blocker / "plan.json"
+    result = run_module(storage_plan.main, {"disks": TWO_SSDS_TWO_HDDS, "ram_bytes": 8 * GiB, "dest": str(dest)},
+                        capsys)
+    assert (result.get("failed"), result["changed"], result["dest"]) == (True, False, str(dest))
+    assert result["msg"].startswith("the plan was made but cannot write %s: " % dest)
+    assert blocker.read_text() == ""
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["not-a-directory"]

@@ -1,0 +1,98 @@
+"""The planner's door (plan_input): disk facts and options checked and normalised, identities made comparable.
+
+What is refused and how the planner reports it is in test_planner.py (through ``plan_storage``); these are the
+door's own answers for what it lets in.
+"""
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.prenixos.baseline.plugins.module_utils.plan_input import (
+    PlanError,
+    kernel_order,
+    normalise_disk,
+    normalise_disks,
+    wwn_key,
+)
+from ansible_collections.prenixos.baseline.plugins.module_utils.planner import PlanError as PlannersPlanError
+
+TB = 1000 ** 4
+
+
+def test_a_disk_as_disk_facts_reports_it_is_normalised_to_what_the_planner_reads():
+    reported = {
+        "name": "sdc", "type": "disk", "path": "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4", "dev": "/dev/sdc",
+        "size": 4 * TB, "rotational": True, "removable": False, "read_only": False, "transport": "sas",
+        "model": "ST4000NM0023", "serial": " Z1Z2ABCD ", "wwn": "0x5000C500A1B2C3D4", "boot_medium": False,
+        "in_use": True, "in_use_reasons": ["holds mpath mpatha"],
+        "children": [{"name": "mpatha", "type": "mpath", "fstype": None, "label": None, "partlabel": None,
+                      "mountpoints": []}],
+    }
+    assert normalise_disk(reported) == {
+        "name": "sdc", "type": "disk", "path": "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4", "dev": "/dev/sdc",
+        "size": 4 * TB, "transport": "sas", "in_use_reasons": ["holds mpath mpatha"], "rotational": True,
+        "removable": False, "read_only": False, "boot_medium": False, "in_use": True,
+        "wwn": "0x5000C500A1B2C3D4", "wwn_key": "5000c500a1b2c3d4", "serial": "Z1Z2ABCD", "serial_key": "z1z2abcd",
+        "multipath": ["mpatha"],
+    }
+
+
+def test_a_minimal_disk_gets_a_default_for_every_missing_fact():
+    assert normalise_disk({"name": "vda", "size": "21474836480", "rotational": "false"}) == {
+        "name": "vda", "type": "disk", "path": "/dev/vda", "dev": "/dev/vda", "size": 21474836480,
+        "transport": None, "in_use_reasons": [], "rotational": False, "removable": False, "read_only": False,
+        "boot_medium": False, "in_use": False, "wwn": None, "wwn_key": None, "serial": None, "serial_key": None,
+        "multipath": [],
+    }
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/dev/disk/by-id/nvme-Samsung_SSD_970_EVO_Plus_1TB_S4EWNX0R123456A",
+        "/dev/disk/by-id/nvme-eui.0025385b01234567",
+        "/dev/disk/by-id/usb-SanDisk_Ultra_4C530001-0:0",
+        "/dev/disk/by-id/scsi-SATA_ST4000NM0023_Z1Z2ABCD",
+        "/dev/disk/by-id/ata-WDC_WD20EFRX\\x2068EUZN0_WD-WCC4M1234567",
+        "/dev/sdc",
+    ],
+)
+def test_every_kind_of_by_id_link_udev_writes_is_a_path(path):
+    assert normalise_disk({"name": "sdc", "size": TB, "rotational": True, "path": path})["path"] == path
+
+
+@pytest.mark.parametrize(
+    ("reported", "key"),
+    [
+        ("0x5000c500a1b2c3d4", "5000c500a1b2c3d4"),
+        ("naa.5000C500A1B2C3D4", "5000c500a1b2c3d4"),
+        ("eui.0025385b01234567", "eui.0025385b01234567"),
+        ("nvme.1b36-6465616462656566-51454d55204e564d65204374726c-00000001",
+         "nvme.1b36-6465616462656566-51454d55204e564d65204374726c-00000001"),
+        # placeholders some firmware reports are no identity
+        ("0x0000000000000000", None),
+        ("eui.0000000000000000", None),
+        (None, None),
+    ],
+)
+def test_a_wwn_is_compared_without_its_spelling(reported, key):
+    assert wwn_key(reported) == key
+
+
+def test_a_serial_of_zeros_is_no_identity():
+    disk = normalise_disk({"name": "sda", "size": TB, "rotational": False, "serial": "0000", "wwn": "  "})
+    assert (disk["serial"], disk["serial_key"], disk["wwn"], disk["wwn_key"]) == ("0000", None, None, None)
+
+
+def test_kernel_order_is_the_order_disk_facts_lists_disks_in():
+    names = ["sdaa", "nvme10n1", "sdb", "vda", "sdz", "nvme2n1", "sda", "nvme0n1", "xvda", "mmcblk0"]
+    assert sorted(names, key=kernel_order) == [
+        "mmcblk0", "nvme0n1", "nvme2n1", "nvme10n1", "sda", "sdb", "sdz", "sdaa", "vda", "xvda",
+    ]
+
+
+def test_the_disks_come_out_sorted_by_name_and_the_planner_raises_the_doors_error():
+    reported = [{"name": "sdb", "size": TB, "rotational": 1}, {"name": "sda", "size": TB, "rotational": 0}]
+    disks = normalise_disks(reported)
+    assert [disk["name"] for disk in disks] == ["sda", "sdb"]
+    assert PlanError is PlannersPlanError
