@@ -16,7 +16,7 @@ from ansible_collections.prenixos.baseline.plugins.module_utils import issue
 MANAGED_BY = "# Managed by prenixos.baseline.lan; changes are overwritten."
 
 # /etc/issue lines this collection owns: the rest of the file (the distro's banner) is kept.
-ISSUE_PREFIXES = ("pre-nixos: ssh ", "pre-nixos: lan ", "pre-nixos: network")
+ISSUE_PREFIXES = ("pre-nixos: ssh ", "pre-nixos: host key ", "pre-nixos: lan ", "pre-nixos: network")
 
 
 def link_file_name(name):
@@ -171,15 +171,19 @@ def render_issue(existing, lines):
     return issue.render(existing, lines, ISSUE_PREFIXES)
 
 
-def success_lines(lease, name, nic):
-    """The operator's lines for a configured ``lan``."""
+def success_lines(lease, name, nic, host_key=None):
+    """The operator's lines for a configured ``lan``, with ``host_key`` (``SHA256:... (ED25519)``) to check at first
+    contact right after the ssh line."""
     details = "%s/%s" % (lease["address"], lease["prefix"])
     if lease.get("gateway"):
         details += " gateway %s" % lease["gateway"]
     if lease.get("dns"):
         details += " dns %s" % ",".join(lease["dns"])
     details += " on %s (%s%s)" % (name, nic["mac"], ", was %s" % nic["name"] if nic["name"] != name else "")
-    return ["pre-nixos: ssh root@%s" % lease["address"], "pre-nixos: lan %s" % details]
+    lines = ["pre-nixos: ssh root@%s" % lease["address"], "pre-nixos: lan %s" % details]
+    if host_key:
+        lines.insert(1, "pre-nixos: host key %s" % host_key)
+    return lines
 
 
 def failure_lines(message, hint=""):

@@ -1,10 +1,12 @@
 # Copyright: pre-nixos baseline engineers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Pure helpers for SSH hardening: public key checks, the sshd drop-in, the effective config."""
+"""Pure helpers for SSH hardening: public key checks, the sshd drop-in, the effective config, Match blocks,
+the host key's fingerprint."""
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import ipaddress
 import os
 import re
@@ -437,3 +439,24 @@ def setting_overrides(blocks, settings, caught=()):
                 found.append("%r (%s) sets %s %s, wanted %s" % (block["match"], block["where"], name, value,
                                                                 wanted_value))
     return found
+
+
+# How ssh-keygen -l names each key type, at the end of its line.
+KEY_TYPE_LABELS = {
+    "ssh-ed25519": "ED25519",
+    "ssh-rsa": "RSA",
+    "ecdsa-sha2-nistp256": "ECDSA",
+    "ecdsa-sha2-nistp384": "ECDSA",
+    "ecdsa-sha2-nistp521": "ECDSA",
+    "sk-ssh-ed25519@openssh.com": "ED25519-SK",
+    "sk-ecdsa-sha2-nistp256@openssh.com": "ECDSA-SK",
+}
+
+
+def host_key_fingerprint(text):
+    """``SHA256:... (ED25519)`` as ``ssh-keygen -lf`` prints it for a public key file's text; None when unusable."""
+    fields = (text or "").split()
+    if len(fields) < 2 or fields[0] not in KEY_TYPE_LABELS or key_data_problem(fields[0], fields[1]):
+        return None
+    digest = hashlib.sha256(base64.b64decode(fields[1])).digest()
+    return "SHA256:%s (%s)" % (base64.b64encode(digest).decode().rstrip("="), KEY_TYPE_LABELS[fields[0]])

@@ -24,8 +24,10 @@ description:
   - With O(root) other than C(/) it only writes the files under O(root) (for the installed system) and touches no
     live link; the NIC is then the one already named O(name), else the operator's O(mac), else the one NIC or the
     one with a link now.
-  - Optionally tells the operator the outcome, C(ssh root@<address>) or why the network is not configured, in the
-    managed lines of O(issue_path) and on each of O(consoles). Both are written only when their text changes.
+  - Optionally tells the operator the outcome, C(ssh root@<address>) followed by the SSH host key's fingerprint
+    (C(pre-nixos: host key SHA256:... (ED25519)), as C(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) prints it,
+    to check at first contact; no such line while the key is not made yet), or why the network is not configured,
+    in the managed lines of O(issue_path) and on each of O(consoles). Both are written only when their text changes.
     On failure the announcement is made before the module fails.
 author: pre-nixos baseline engineers (@prenixos)
 options:
@@ -177,6 +179,12 @@ commands:
   type: list
   elements: list
   sample: [[ip, link, set, dev, ens3, up], [ip, link, set, dev, ens3, down]]
+host_key:
+  description: The fingerprint of the SSH host key (C(/etc/ssh/ssh_host_ed25519_key.pub)) as C(ssh-keygen -lf)
+    prints it; null when there is no such key (yet).
+  returned: always
+  type: str
+  sample: SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU (ED25519)
 msg:
   description: What happened, in one line.
   returned: always
@@ -188,7 +196,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.prenixos.baseline.plugins.module_utils import networkd, nics
+from ansible_collections.prenixos.baseline.plugins.module_utils import networkd, nics, sshd
 from ansible_collections.prenixos.baseline.plugins.module_utils.files import WriteError, read_text, write_text
 from ansible_collections.prenixos.baseline.plugins.module_utils.runner import CommandError, Runner
 
@@ -197,6 +205,8 @@ LIVE_NETWORK_DIR = "/etc/systemd/network"
 SYSFS_ROOT = "/sys"
 # Exists only while systemd runs as init.
 SYSTEMD_RUN_DIR = "/run/systemd/system"
+# The host key whose fingerprint the operator checks at first contact (the image makes only this one).
+HOST_KEY_PATH = "/etc/ssh/ssh_host_ed25519_key.pub"
 
 
 class LanFailure(Exception):
@@ -252,7 +262,7 @@ class Lan:
         self.diff = []
         self.nics = []
         self.ip_links = {}
-        self.result = {"nic": None, "files": {}}
+        self.result = {"nic": None, "files": {}, "host_key": sshd.host_key_fingerprint(read_text(HOST_KEY_PATH))}
 
     # ------------------------------------------------------------------ looking
 
@@ -474,7 +484,9 @@ class Lan:
                 nic["mac"],
                 self.name,
             )
-        return lease["address"] and networkd.success_lines(lease, self.name, dict(nic, name=original_name))
+        return lease["address"] and networkd.success_lines(
+            lease, self.name, dict(nic, name=original_name), self.result["host_key"]
+        )
 
     # ------------------------------------------------------------------ telling the operator
 

@@ -63,6 +63,9 @@ class World:
         monkeypatch.setattr(lan, "LIVE_NETWORK_DIR", str(self.live_dir))
         monkeypatch.setattr(lan, "SYSFS_ROOT", str(self.box.sysfs))
         monkeypatch.setattr(lan, "SYSTEMD_RUN_DIR", str(self.systemd_run_dir))
+        # No host key unless a test makes one: the machine's own is never read.
+        self.host_key = tmp_path / "etc" / "ssh" / "ssh_host_ed25519_key.pub"
+        monkeypatch.setattr(lan, "HOST_KEY_PATH", str(self.host_key))
         monkeypatch.setattr(AnsibleModule, "get_bin_path", fake_get_bin_path)
 
     def args(self, **extra):
@@ -421,6 +424,44 @@ def test_success_is_announced_in_issue_after_the_distro_banner_and_on_each_conso
     ]
     assert w.issue.read_text() == DEBIAN_ISSUE + "\n".join(lines) + "\n\n"
     assert w.console_text() == ["".join(line + "\r\n" for line in lines)] * 2
+
+
+# ssh-keygen -lf of this key prints: 256 SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU root@pre-nixos (ED25519)
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl root@pre-nixos\n"
+HOST_KEY_LINE = "pre-nixos: host key SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU (ED25519)"
+
+
+def test_the_host_key_fingerprint_is_announced_next_to_the_ssh_line(world):
+    w = world("qemu_three_nics")
+    w.host_key.parent.mkdir(parents=True)
+    w.host_key.write_text(HOST_KEY)
+    w.box.plug("ens5")
+    result = w.run()
+    lines = [
+        "pre-nixos: ssh root@10.0.2.15",
+        HOST_KEY_LINE,
+        "pre-nixos: lan 10.0.2.15/24 gateway 10.0.2.2 dns 10.0.2.3 on lan (52:54:00:12:34:58, was ens5)",
+    ]
+    assert result["host_key"] == HOST_KEY_LINE.split("host key ")[1]
+    assert w.issue.read_text() == DEBIAN_ISSUE + "\n".join(lines) + "\n\n"
+    assert w.console_text() == ["".join(line + "\r\n" for line in lines)] * 2
+    again = w.run()
+    assert again["changed"] is False and w.console_text() == ["".join(line + "\r\n" for line in lines)] * 2
+
+
+def test_a_host_key_made_after_the_announcement_is_announced_by_the_next_run(world):
+    w = world("qemu_three_nics")
+    w.box.plug("ens5")
+    first = w.run()
+    assert first["host_key"] is None and "host key" not in w.issue.read_text()
+    w.host_key.parent.mkdir(parents=True)
+    w.host_key.write_text(HOST_KEY)
+    second = w.run()
+    assert second["changed"] is True
+    assert HOST_KEY_LINE + "\n" in w.issue.read_text()
+    assert w.console_text()[1].endswith("pre-nixos: ssh root@10.0.2.15\r\n%s\r\n" % HOST_KEY_LINE
+                                        + "pre-nixos: lan 10.0.2.15/24 gateway 10.0.2.2 dns 10.0.2.3 on lan"
+                                        " (52:54:00:12:34:58, was ens5)\r\n")
 
 
 def test_a_failure_is_announced_once_and_replaced_by_the_address_later(world):

@@ -156,6 +156,22 @@ def test_the_operator_lines_say_where_to_ssh_and_why_not():
     ]
 
 
+def test_the_host_key_fingerprint_follows_the_ssh_line():
+    lease = networkd.lease_facts(ipaddress.ip_interface("10.0.2.15/24"), None, [])
+    fingerprint = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s (ED25519)"
+    assert networkd.success_lines(lease, "lan", NIC, fingerprint) == [
+        "pre-nixos: ssh root@10.0.2.15",
+        "pre-nixos: host key SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s (ED25519)",
+        "pre-nixos: lan 10.0.2.15/24 on lan (52:54:00:12:34:56, was ens3)",
+    ]
+    with_key = networkd.render_issue("Debian GNU/Linux 12 \\n \\l\n\n", networkd.success_lines(lease, "lan", NIC,
+                                                                                                fingerprint))
+    # A new host key (the machine booted again) replaces the line; a failure takes it away with the address.
+    renewed = networkd.render_issue(with_key, networkd.success_lines(lease, "lan", NIC, "SHA256:new (ED25519)"))
+    assert "SHA256:uNiV" not in renewed and "pre-nixos: host key SHA256:new (ED25519)\n" in renewed
+    assert "host key" not in networkd.render_issue(with_key, networkd.failure_lines("no carrier"))
+
+
 def test_issue_keeps_the_distro_banner_and_replaces_only_its_own_lines():
     debian = "Debian GNU/Linux 12 \\n \\l\n\n"
     first = networkd.render_issue(debian, ["pre-nixos: network not configured: no carrier"])

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import shutil
 import struct
+import subprocess
 
 import pytest
 from module_harness import run_module
@@ -103,7 +106,7 @@ def test_the_module_names_the_key_and_why_and_writes_nothing(tmp_path, capsys):
     assert result["msg"].startswith("refusing malformed SSH public keys, nothing changed: ")
     problems = result["msg"].split(": ", 1)[1].split("; ")
     assert len(problems) == 2, result["msg"]
-    assert problems[0].startswith('key 2: unknown option "no-ptty" in ') and "operator@desk" in problems[0]
+    assert problems[0].startswith('key 2: unknown option "no-ptty" (sshd knows ') and "operator@desk" in problems[0]
     assert problems[1].startswith("key 3: spans several lines") and "operator@desk" in problems[1]
     assert path.read_text() == "ssh-ed25519 AAAA old\n"
 
@@ -114,3 +117,29 @@ def test_keys_with_options_are_written_as_given(tmp_path, capsys):
     result = run_module(authorized_keys.main, {"keys": [key], "path": str(path)}, capsys)
     assert (result["changed"], result["keys"]) == (True, [key])
     assert path.read_text() == sshd.MANAGED_HEADER + key + "\n"
+
+
+# ---------------------------------------------------------------- the host key's fingerprint
+
+
+def test_the_host_key_fingerprint_is_sha256_of_the_key_data_in_unpadded_base64():
+    raw = base64.b64decode(make_blob())
+    expected = "SHA256:" + base64.b64encode(hashlib.sha256(raw).digest()).decode().rstrip("=")
+    assert sshd.host_key_fingerprint("ssh-ed25519 %s root@pre-nixos\n" % make_blob()) == "%s (ED25519)" % expected
+    assert "=" not in expected[7:] and len(expected) == 7 + 43
+
+
+@pytest.mark.parametrize("text", [None, "", "ssh-ed25519\n", "ssh-ed25519 not*base64 x\n", "garbage\n"])
+def test_no_fingerprint_for_a_missing_or_unreadable_host_key(text):
+    assert sshd.host_key_fingerprint(text) is None
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
+@pytest.mark.parametrize("key_type", ["ed25519", "ecdsa"])
+def test_the_fingerprint_is_what_ssh_keygen_prints(tmp_path, key_type):
+    key = tmp_path / "ssh_host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", key_type, "-N", "", "-C", "root@pre-nixos", "-f", str(key)], check=True)
+    printed = subprocess.run(["ssh-keygen", "-lf", str(key) + ".pub"], capture_output=True, text=True, check=True)
+    bits, fingerprint, _comment, label = printed.stdout.split()
+    assert fingerprint.startswith("SHA256:")
+    assert sshd.host_key_fingerprint((tmp_path / "ssh_host_key.pub").read_text()) == "%s %s" % (fingerprint, label)

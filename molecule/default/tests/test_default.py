@@ -3,6 +3,8 @@
 """The `make demo` machine after first boot, checked the way an operator would by hand."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -179,6 +181,32 @@ def test_the_operator_is_told_where_to_ssh_on_the_console_and_before_the_login_p
     assert "ssh root@10.0.2.15" in serial_log(), "expected the serial console to show ssh root@10.0.2.15"
 
 
+def test_the_host_key_fingerprint_is_shown_next_to_the_ssh_line_and_is_the_key_sshd_presents(host):
+    # ssh-keygen -lf: "256 SHA256:... root@pre-nixos (ED25519)"
+    printed = host.check_output("ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub").split()
+    assert printed[1].startswith("SHA256:") and printed[-1] == "(ED25519)", (
+        "expected ssh-keygen -lf to print a SHA256 fingerprint of an ED25519 key, found %s" % printed)
+    line = "pre-nixos: host key %s %s" % (printed[1], printed[-1])
+    issue = host.file("/etc/issue").content_string.splitlines()
+    assert "pre-nixos: ssh root@10.0.2.15" in issue and line in issue, (
+        "expected /etc/issue to hold %r, found:\n%s" % (line, "\n".join(issue)))
+    assert issue.index(line) == issue.index("pre-nixos: ssh root@10.0.2.15") + 1, (
+        "expected %r right after the ssh line in /etc/issue:\n%s" % (line, "\n".join(issue)))
+    assert line + "\r\n" in serial_log(), "expected the serial console to show %r" % line
+    address, port = _ssh_endpoint(host)[:2]
+    with socket.create_connection((address, port), timeout=30) as sock:
+        transport = paramiko.Transport(sock)
+        try:
+            transport.start_client(timeout=30)
+            presented = transport.get_remote_server_key()
+        finally:
+            transport.close()
+    fingerprint = "SHA256:" + base64.b64encode(hashlib.sha256(presented.asbytes()).digest()).decode().rstrip("=")
+    assert (presented.get_name(), fingerprint) == ("ssh-ed25519", printed[1]), (
+        "expected sshd to present the key the console shows (%s), it presents %s %s"
+        % (printed[1], presented.get_name(), fingerprint))
+
+
 # ---------------------------------------------------------------- storage
 
 
@@ -268,7 +296,8 @@ def test_sshds_effective_settings_are_key_only(host):
     wanted = {"permitrootlogin": "without-password", "passwordauthentication": "no",
               "kbdinteractiveauthentication": "no", "permitemptypasswords": "no",
               "authenticationmethods": "publickey", "maxauthtries": "5", "x11forwarding": "no",
-              "allowagentforwarding": "no"}
+              "allowagentforwarding": "no", "authorizedkeysfile": ".ssh/authorized_keys",
+              "authorizedkeyscommand": "none"}
     found = {key: effective.get(key) for key in wanted}
     assert found == wanted, "expected sshd -T to show %s, it shows %s" % (wanted, found)
 
