@@ -5,7 +5,7 @@
 Usage (what the ``storage_apply`` module does)::
 
     applier = Applier(plan, Runner(module), tools=paths, root="/mnt", wipe=False, check_mode=False)
-    result = applier.run()   # {changed, commands, layout, before, after, notes, wiped}
+    result = applier.run()   # {build, changed, commands, layout, before, after, notes, wiped}
 
 ``ApplyError`` carries a message for the operator (and, for a failed command, its argv, rc and
 stderr); nothing else escapes ``run()`` apart from the runner's own exceptions.
@@ -78,6 +78,7 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.storage_kind_fs 
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_kind_lvm import (
     VolumeBuild,
     VolumeGuard,
+    build_finished,
     planned_volumes_layout,
     volumes_layout,
 )
@@ -149,6 +150,7 @@ class Builder(PartitionBuild, FilesystemBuild, ArrayBuild, VolumeBuild):
         self.mounts()
         self.swaps()
         self.release_syncs()
+        self.mark_finished()
         return self.steps
 
     def add(self, argv, why, stage, **kwargs):
@@ -335,7 +337,8 @@ class Applier:
         if self.check_mode:
             planned += build
             after = planned_layout(self.view, self.root, before) if planned else before
-            return self.result(bool(planned), [step.argv for step in planned], before, after, wiped)
+            return self.result(bool(planned), [step.argv for step in planned], before, after, wiped,
+                               build_finished(self.view, state))
 
         try:
             final = self.build_in_stages(state, build)
@@ -344,7 +347,7 @@ class Applier:
             raise
         self.refuse_faulty_members(final)
         return self.result(bool(self.executed), list(self.executed), before, layout_of(self.view, final),
-                           wiped)
+                           wiped, build_finished(self.view, final))
 
     def build_in_stages(self, state, build):
         """Run the first stage of ``build``, re-read, plan again; until planning finds nothing to do.
@@ -386,8 +389,9 @@ class Applier:
         """Planned disks whose device node has gone since the run started (a disk pulled or dropped)."""
         return [disk for disk in self.view.disks if not os.path.exists(os.path.join(self.dev_root, disk))]
 
-    def result(self, changed, commands, before, after, wiped):
+    def result(self, changed, commands, before, after, wiped, finished):
         return {
+            "build": {"id": self.view.identity.id, "finished": finished},
             "changed": changed,
             "commands": commands,
             "layout": after if not self.check_mode else before,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from ansible_collections.prenixos.baseline.plugins.module_utils.block_devices import MD_TYPES
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import PLAN_VERSION
+from ansible_collections.prenixos.baseline.plugins.module_utils.storage_identity import BuildIdentity
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_kind_fs import (
     FilesystemPlan,
     filesystem_matches,
@@ -29,6 +30,7 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.storage_kind_fs 
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_kind_lvm import (
     VolumeInventory,
     VolumePlan,
+    build_has_volume_groups,
     is_our_pv,
     pv_description,
     pvs_on_disk,
@@ -40,6 +42,7 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.storage_kind_md 
     ArrayPlan,
     array_name_conflicts,
     arrays_in,
+    arrays_not_to_create_again,
     arrays_reaching,
     holds_our_superblock,
     superblock_description,
@@ -76,6 +79,7 @@ class PlanView(PartitionPlan, ArrayPlan, VolumePlan, FilesystemPlan):
             raise ApplyError("plan version %r is not supported (this module reads version %d)"
                              % (plan.get("version"), PLAN_VERSION))
         self.plan = plan
+        self.identity = BuildIdentity(plan)
         self.read_disks()
         self.read_partitions()
         self.read_arrays()
@@ -142,6 +146,9 @@ def take_inventory(view, state, root):
     inventory = Inventory()
     for disk in view.disks:
         Classifier(view, state, root, disk, inventory).run()
+    for disk, whys in arrays_not_to_create_again(view, state, build_has_volume_groups(view, state)).items():
+        for why in whys:
+            inventory.add(disk, why)
     find_conflicts(view, state, inventory)
     return inventory
 
@@ -177,9 +184,9 @@ class Classifier(PartitionInventory, ArrayInventory, VolumeInventory):
         if expected is not None:
             ours = filesystem_matches(probe, expected)
         elif planned_device in view.array_of_member:
-            ours = holds_our_superblock(state, kname, probe, view.array_of_member[planned_device])
+            ours = holds_our_superblock(view.identity, state, kname, probe, view.array_of_member[planned_device])
         elif planned_device in view.vg_of_pv:
-            ours = is_our_pv(state, kname, probe, view.vg_of_pv[planned_device]["name"])
+            ours = is_our_pv(view.identity, state, kname, probe, view.vg_of_pv[planned_device]["name"])
         else:
             ours = False
         if not ours:

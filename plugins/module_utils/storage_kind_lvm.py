@@ -11,13 +11,17 @@ belongs to ``storage_kind_fs``.
 
 The build steps, stage 3, and why each one is safe to re-run after a kill between any two commands:
 
-``pvcreate`` / ``vgcreate`` / ``vgextend``
+``pvcreate`` / ``vgcreate --addtag prenixos_build_<id>`` / ``vgextend``
     LVM commits its metadata atomically; an existing PV (orphan or in the planned VG) or VG is
-    kept, so a re-run only does what is missing.
+    kept, so a re-run only does what is missing. A VG is ours only with this build's tag
+    (``storage_identity``).
 ``lvcreate -L <bytes>b -n NAME VG --yes``
     Only for missing LVs, with the plan's absolute size clipped at run time to the VG's real free
     space (never ``%FREE``); an existing LV of another size is left alone and reported. An
     inactive LV is activated (``lvchange -ay``).
+``vgchange --addtag prenixos_finished VG``
+    The last step of a build, on every planned VG: the build is finished (a tag is an atomic
+    metadata update; re-adding it is a no-op, so it is only emitted when missing).
 
 Teardown, after the mounts and swap, before the arrays: ``vgchange -an``, ``vgremove -ff -y``,
 ``pvremove -ff -y``.
@@ -33,6 +37,7 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract
     NAME_PATTERN,
     human_size,
 )
+from ansible_collections.prenixos.baseline.plugins.module_utils.storage_identity import FINISHED_TAG
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_state import (
     LVM_REPORT_ARGS,
     VGS_FIELDS,
@@ -142,15 +147,33 @@ class VolumeInventory:
             if vg_name not in self.view.vgs:
                 self.foreign("volume group %s" % vg_name)
                 continue
+            if not self.view.identity.marks_vg(state.vgs.get(vg_name, {}).get("tags")):
+                self.foreign("volume group %s of another build (tags: %s)"
+                             % (vg_name, ", ".join(state.vgs.get(vg_name, {}).get("tags") or ()) or "none"))
+                continue
             for volume in sorted(state.lvs.values(), key=lambda v: v["name"]):
                 if volume["vg"] == vg_name and self.view.lv(vg_name, volume["name"]) is None:
                     self.foreign("logical volume %s/%s (not in the plan)" % (vg_name, volume["name"]))
 
 
-def is_our_pv(state, kname, probe, vg_name):
-    """The content of a planned PV: a PV of no VG yet or of the planned one."""
+def is_our_pv(identity, state, kname, probe, vg_name):
+    """The content of a planned PV: a PV of no VG yet, or of the planned VG carrying this build's tag."""
     pv = state.pv_on(kname)
-    return probe.get("TYPE") == "LVM2_member" and pv is not None and pv["vg_name"] in ("", vg_name)
+    if probe.get("TYPE") != "LVM2_member" or pv is None:
+        return False
+    return pv["vg_name"] == "" or (pv["vg_name"] == vg_name
+                                   and identity.marks_vg(state.vgs.get(vg_name, {}).get("tags")))
+
+
+def build_has_volume_groups(view, state):
+    """This build made at least one of its volume groups (so every one of its arrays was made before)."""
+    return any(view.identity.marks_vg(state.vgs.get(name, {}).get("tags")) for name in view.vgs)
+
+
+def build_finished(view, state):
+    """A planned VG of this build carries the finished tag: the build ran to its last step."""
+    return any(view.identity.marks_vg(tags) and FINISHED_TAG in tags
+               for tags in (state.vgs.get(name, {}).get("tags") or () for name in view.vgs))
 
 
 def pv_description(state, kname):
@@ -203,7 +226,8 @@ class VolumeBuild:
                          precheck=probed_before(tools, [path], blank_or_pv))
                 self.fresh.add(path)
             if vg["name"] not in state.vgs:
-                self.add([tools("vgcreate"), vg["name"]] + paths, "create VG %s" % vg["name"], LAST_STAGE)
+                self.add([tools("vgcreate"), "--addtag", self.view.identity.tag, vg["name"]] + paths,
+                         "create VG %s" % vg["name"], LAST_STAGE)
                 self.fresh.add("vg:" + vg["name"])
                 continue
             for path in paths:
@@ -231,6 +255,14 @@ class VolumeBuild:
                 self.add([tools("lvchange"), "-ay", "%s/%s" % (lv["vg"], lv["name"])],
                          "activate LV %s/%s" % (lv["vg"], lv["name"]), LAST_STAGE, wait_for=[lv["device"]])
                 self.unknown.add(lv["device"])
+
+    def mark_finished(self):
+        """Last of all: every planned VG says the build is finished."""
+        for vg in self.view.vgs.values():
+            fresh = "vg:" + vg["name"] in self.fresh
+            if fresh or FINISHED_TAG not in (self.state.vgs.get(vg["name"], {}).get("tags") or ()):
+                self.add([self.tools("vgchange"), "--addtag", FINISHED_TAG, vg["name"]],
+                         "mark the build finished on VG %s" % vg["name"], LAST_STAGE)
 
     def clipped_to_free_space(self, argv, lv):
         """At run time: the planned size, or the VG's free space (whole extents) when that is smaller."""
@@ -288,7 +320,8 @@ class VolumeGuard:
     def check_volume_names(self, argv):
         command = os.path.basename(argv[0])
         if command in self.VG_FIRST:
-            names = [arg for arg in argv[1:] if not arg.startswith("-") and not arg.startswith("/dev/")]
+            names = [arg for index, arg in enumerate(argv[1:], start=1)
+                     if not arg.startswith("-") and not arg.startswith("/dev/") and argv[index - 1] != "--addtag"]
             for name in names:
                 if name not in self.vg_names:
                     self.refuse(argv, "volume group %s is not in the plan nor on a disk being wiped" % name)

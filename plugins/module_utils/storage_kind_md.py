@@ -11,11 +11,13 @@ layout, and which run degraded.
 ``mdadm`` (stage 2), and why it is safe to re-run after a kill between any two commands
     A running array of the plan's name is kept (planned members it lacks are added when blank).
     Inactive arrays holding our members (what a kill inside ``mdadm --create`` or a reboot
-    leaves) are stopped; members carrying our superblock are assembled when enough of them
-    agree on one UUID; otherwise (a half-created array) our superblocks are zeroed and the array is
-    created again: they are ours and carry nothing yet (an array is assembled, never recreated,
-    as soon as enough members exist to start it). Right before ``--create`` every member is
-    probed again and must be blank. After it: settle, wait for ``/dev/md/NAME``.
+    leaves) are stopped; members carrying our superblock (the plan's name and this build's UUID,
+    ``storage_identity``) are assembled when enough of them exist to start it; otherwise (a
+    half-created array) our superblocks are zeroed and the array is created again: they are ours
+    and carry nothing yet. That happens only while this build has no volume group yet (every array
+    is created before the first one); later, such an array is damage and foreign
+    (``arrays_not_to_create_again``). Right before ``--create`` every member is probed again and
+    must be blank. After it: settle, wait for ``/dev/md/NAME``.
     ``--homehost=any`` stores the name as ``any:NAME``, which every host treats as its own: the
     array is ``/dev/md/NAME`` on the live system and on the installed system, whatever their host
     names. ``--assume-clean`` is deliberately not used: on RAID5/6 it leaves parity that does not
@@ -114,8 +116,9 @@ class ArrayPlan:
 
 
 class ArrayInventory:
-    """Part of ``Classifier``: an array on a planned disk is ours when the plan has its name and level
-    and every member is a planned member of it holding our superblock or nothing."""
+    """Part of ``Classifier``: an array on a planned disk is ours when the plan has its name and level,
+    it carries this build's UUID, and every member is a planned member of it holding our superblock
+    or nothing."""
 
     def classify_array(self, kname):
         state = self.state
@@ -129,6 +132,7 @@ class ArrayInventory:
             and all(state.kname_of(member) in self.inventory.ours or member_is_ours(self.view, state, member)
                     for member in members)
             and (level is None or level == planned["level"])
+            and self.view.identity.marks_array(state.md_uuid(kname), name)
         )
         if not ours:
             self.foreign("array /dev/%s (%s%s, %s)%s" % (
@@ -145,15 +149,63 @@ def member_is_ours(view, state, member):
     array = view.array_of_member.get(member)
     if kname is None or array is None:
         return False
-    superblock = state.superblocks.get(kname)
-    return not state.probe(kname) or bool(superblock and superblock["short_name"] == array["name"])
+    return not state.probe(kname) or is_our_superblock(view.identity, state.superblocks.get(kname), array)
 
 
-def holds_our_superblock(state, kname, probe, array):
-    """The content of a planned member: our array's superblock (its name and level)."""
+def is_our_superblock(identity, superblock, array):
+    """A superblock this build wrote for ``array``: its name and this build's UUID for it."""
+    return bool(superblock and superblock["short_name"] == array["name"]
+                and identity.marks_array(superblock["uuid"], array["name"]))
+
+
+def holds_our_superblock(identity, state, kname, probe, array):
+    """The content of a planned member: our array's superblock (its name, level and UUID)."""
     superblock = state.superblocks.get(kname)
-    return bool(probe.get("TYPE") == "linux_raid_member" and superblock
-                and superblock["short_name"] == array["name"] and superblock["level"] == array["level"])
+    return bool(probe.get("TYPE") == "linux_raid_member" and is_our_superblock(identity, superblock, array)
+                and superblock["level"] == array["level"])
+
+
+def our_superblocks(view, state, array, kname_of):
+    """``{member path: superblock}`` of the planned members carrying this build's superblock for ``array``."""
+    ours = {}
+    for member in array["devices"]:
+        kname = kname_of(member)
+        superblock = state.superblocks.get(kname) if kname else None
+        if is_our_superblock(view.identity, superblock, array):
+            ours[member] = superblock
+    return ours
+
+
+def startable(array, ours):
+    """Enough members carry this build's superblock (``ours``) to start ``array``, degraded if need be."""
+    total = len(array["devices"])
+    return bool(ours) and can_start(array["level"], total, len(ours)) and all(
+        superblock["raid_devices"] in (None, total) for superblock in ours.values())
+
+
+def arrays_not_to_create_again(view, state, vgs_built):
+    """``{disk: [why]}`` for planned arrays that are half-created while the build got past its arrays.
+
+    A build creates every array before its first volume group (``vgs_built``: this build has one), so
+    an array some members of which carry our superblock but too few to start it is then damage, not
+    a killed ``mdadm --create``: it is not zeroed and created again without ``wipe``.
+    """
+    found = {}
+    if not vgs_built:
+        return found
+    running = {state.md_name(kname) for kname in state.md_arrays() if state.md_active(kname)}
+    for array in view.arrays.values():
+        ours = our_superblocks(view, state, array, state.kname_of)
+        if array["name"] in running or not ours or startable(array, ours):
+            continue
+        why = ("array %s: %d of its %d members carry this build's superblock, too few to start it, and the build "
+               "got past its arrays; it is not created again" % (array["name"], len(ours), len(array["devices"])))
+        for member in array["devices"]:
+            disk = view.partition_by_device[member]["disk"]
+            found.setdefault(disk, [])
+            if why not in found[disk]:
+                found[disk].append(why)
+    return found
 
 
 def superblock_description(state, kname):
@@ -224,8 +276,10 @@ class ArrayBuild:
             self.array(array)
 
     def running_array(self, array):
-        for kname in self.state.md_arrays():
-            if self.state.md_active(kname) and self.state.md_name(kname) == array["name"]:
+        state, identity = self.state, self.view.identity
+        for kname in state.md_arrays():
+            if (state.md_active(kname) and state.md_name(kname) == array["name"]
+                    and identity.marks_array(state.md_uuid(kname), array["name"])):
                 return kname
         return None
 
@@ -247,31 +301,22 @@ class ArrayBuild:
             if not state.md_active(kname) and set(state.md_members(kname)) & member_knames:
                 self.add([tools("mdadm"), "--stop", "/dev/" + kname], "stop the inactive array /dev/%s" % kname,
                          ARRAY_STAGE)
-        ours = {}
-        for member in members:
-            kname = self.kname(member)
-            superblock = state.superblocks.get(kname) if kname else None
-            if superblock and superblock["short_name"] == name:
-                ours[member] = superblock
-        by_uuid = {}
-        for member, superblock in ours.items():
-            by_uuid.setdefault(superblock["uuid"], []).append(member)
-        best = max(by_uuid.values(), key=lambda group: (len(group), group), default=[])
-        if best and can_start(array["level"], len(members), len(best)) and all(
-                ours[m]["raid_devices"] in (None, len(members)) for m in best):
+        ours = our_superblocks(self.view, state, array, self.kname)
+        if startable(array, ours):
             argv = [tools("mdadm"), "--assemble", array["device"]]
-            if len(best) < len(members):
+            if len(ours) < len(members):
                 argv.append("--run")
-            self.add(argv + sorted(best), "assemble array %s from its members" % name, ARRAY_STAGE)
+            self.add(argv + sorted(ours), "assemble array %s from its members" % name, ARRAY_STAGE)
             self.settle("wait for %s" % array["device"], [array["device"]], ARRAY_STAGE)
             for member in members:
-                if member not in best:
-                    self.add_member(array, array["device"], member, zero=member in ours)
+                if member not in ours:
+                    self.add_member(array, array["device"], member, zero=False)
             return
         for member in sorted(ours):
             self.add([tools("mdadm"), "--zero-superblock", member],
                      "zero our superblock on %s (array %s was half-created)" % (member, name), ARRAY_STAGE)
         self.add([tools("mdadm"), "--create", array["device"], "--name=" + name, "--homehost=any",
+                  "--uuid=" + self.view.identity.array_uuid(name),
                   "--level=" + array["level"], "--raid-devices=%d" % len(members),
                   "--metadata=" + str(array.get("metadata") or "1.2"), "--run"] + list(members),
                  "create array %s" % name, ARRAY_STAGE, precheck=probed_before(tools, members, blank_member))

@@ -12,8 +12,10 @@ The build steps, stage 1, and why each one is safe to re-run after a kill betwee
 
 ``sgdisk`` (one call per disk)
     Creates only the planned partitions missing from the table *on the disk* (``partx --pairs``);
-    a blank disk gets a fresh GPT (``--clear``). sgdisk writes the table once, at the end, so a
-    kill leaves the old table or the new one. Right before, the disk is probed again.
+    a blank disk gets a fresh GPT (``--clear``). Every call sets the disk GUID to this build's
+    (``storage_identity``): a table with partitions and another GUID is foreign. sgdisk writes the
+    table once, at the end, so a kill leaves the old table or the new one. Right before, the disk
+    is probed again.
 ``partx -u`` / ``udevadm settle`` (then wait for the nodes)
     Run whenever the kernel does not list a planned partition, so a kill between ``sgdisk`` and
     the kernel's re-read is finished by the next run.
@@ -148,7 +150,11 @@ class PartitionInventory:
         if pttype and pttype != "gpt":
             self.foreign("%s partition table" % pttype)
         table = state.tables.get(self.disk) or []
-        if pttype == "gpt":
+        if pttype == "gpt" and table and not self.view.identity.marks_disk(probe.get("PTUUID"), self.disk):
+            self.foreign("a GPT this build did not write (disk GUID %s)" % (probe.get("PTUUID") or "unknown"))
+            for entry in table:
+                self.foreign(describe_partition(entry))
+        elif pttype == "gpt":
             for entry in table:
                 planned = self.view.partition(self.disk, entry["number"])
                 if planned is not None and partition_matches(entry, planned):
@@ -210,6 +216,7 @@ class PartitionBuild:
                 argv = [self.tools("sgdisk")]
                 if not table:
                     argv.append("--clear")
+                argv.append("--disk-guid=" + self.view.identity.disk_guid(disk))
                 for p in missing:
                     number = p["number"]
                     argv += ["-n", "%d:0:%s" % (number, size_argument(p.get("size"))),

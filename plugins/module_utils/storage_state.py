@@ -51,7 +51,7 @@ PARTX_ARGS = ("--pairs", "--bytes", "--noheadings", "--output", "NR,START,SIZE,N
 
 LVM_REPORT_ARGS = ("--reportformat", "json", "--units", "b", "--nosuffix", "-o")
 PVS_FIELDS = "pv_name,vg_name,pv_size,pv_uuid"
-VGS_FIELDS = "vg_name,vg_size,vg_free,vg_extent_size,vg_attr,pv_count,lv_count"
+VGS_FIELDS = "vg_name,vg_size,vg_free,vg_extent_size,vg_attr,pv_count,lv_count,vg_tags"
 LVS_FIELDS = "lv_name,vg_name,lv_size,lv_path,lv_dm_path,lv_active,lv_attr"
 
 PROBE_OPTIONS = ("-p", "-o", "export")
@@ -274,7 +274,7 @@ def parse_pvs(text):
 
 
 def parse_vgs(text):
-    """``vgs`` report → ``{name: {size, free, extent_size, attr, partial, pv_count, lv_count}}``."""
+    """``vgs`` report → ``{name: {size, free, extent_size, attr, partial, pv_count, lv_count, tags}}``."""
     command = "vgs"
     groups = {}
     for row in parse_lvm_report(text, "vg", command):
@@ -288,6 +288,7 @@ def parse_vgs(text):
             "partial": len(attr) > 3 and attr[3] == "p",
             "pv_count": to_int(row.get("pv_count"), "pv_count", command),
             "lv_count": to_int(row.get("lv_count"), "lv_count", command),
+            "tags": sorted(tag for tag in (row.get("vg_tags") or "").split(",") if tag),
         }
     return groups
 

@@ -184,6 +184,16 @@ class StorageState:
                 return self.superblocks[member]["short_name"]
         return None
 
+    def md_uuid(self, kname):
+        """The array's UUID, from ``--detail`` or the members' superblocks (None when neither says)."""
+        details = self.md_details.get(kname) or {}
+        if details.get("uuid"):
+            return details["uuid"]
+        for member in self.md_members(kname):
+            if member in self.superblocks:
+                return self.superblocks[member]["uuid"]
+        return None
+
     def md_active(self, kname):
         entry = self.mdstat.get(kname)
         return bool(entry and entry["active"])

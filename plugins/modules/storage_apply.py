@@ -24,6 +24,12 @@ description:
     refused.
   - Interrupted at any point, a new run finishes the job. The order of the steps and how each one
     resumes are described in C(plugins/module_utils/storage_apply.py).
+  - Content is this plan's only when it carries this build's identity, which is derived from the
+    plan's shape and written on the disks by the first command that touches each device (the GPT
+    disk GUID, the md array UUID, an LVM tag C(prenixos_build_<id>)); the last step tags every
+    volume group C(prenixos_finished). A layout from another plan (a disk added or removed since
+    it was built) is foreign. An array of this build is created again (after a kill inside
+    C(mdadm --create)) only while the build has no volume group yet.
   - Commands run as argument lists with C(LC_ALL=C); a failing command fails the task with the
     command, its exit code and its stderr.
 author: pre-nixos baseline engineers (@prenixos)
@@ -84,6 +90,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+build:
+  description:
+    - Which build this plan is (C(id), derived from the plan's shape, the same in every boot) and
+      whether it has run to its last step on these disks (C(finished); in check mode, before the run).
+  returned: success
+  type: dict
+  sample: {id: "f202eac03de63ca5", finished: true}
 commands:
   description:
     - The commands that changed (or in check mode would change) the machine, in order, as argument

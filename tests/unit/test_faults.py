@@ -60,9 +60,11 @@ def test_a_member_failing_during_the_build_fails_the_run_naming_the_array_and_di
     error = refused(machine)
     assert error.msg == ("array swap (/dev/md/swap) runs degraded: sdd1 failed (disk sdd); the layout is built and "
                          "kept, replace the disk and run again to rebuild the array")
-    assert lines(error.details["commands"])[-3:] == [
-        "swapon -L swap", "mdadm --misc --action=idle /dev/md/swap", "mdadm --misc --action=idle /dev/md/large"
-    ], "expected the rest of the layout built, then the arrays left to sync"
+    assert lines(error.details["commands"])[-7:] == [
+        "swapon -L swap", "mdadm --misc --action=idle /dev/md/swap", "mdadm --misc --action=idle /dev/md/large",
+        "vgchange --addtag prenixos_finished main", "vgchange --addtag prenixos_finished main_1",
+        "vgchange --addtag prenixos_finished swap", "vgchange --addtag prenixos_finished large",
+    ], "expected the rest of the layout built, the arrays left to sync, the build marked finished"
     assert error.details["layout"], "expected the built layout in the failure"
 
     machine.on_command = None

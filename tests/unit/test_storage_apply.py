@@ -7,6 +7,7 @@ recorded with the disks it reached.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -20,51 +21,68 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.storage_apply im
     PlanView,
     SafetyError,
 )
+from ansible_collections.prenixos.baseline.plugins.module_utils.storage_identity import BuildIdentity
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_state import read_state
 
 FIXTURES = Path(__file__).parent / "fixtures" / "state"
 DEFAULT_PLAN = json.loads((FIXTURES / "default_machine_plan.json").read_text())
+IDENTITY = BuildIdentity(DEFAULT_PLAN)
+
+
+def marked(lines, identity=IDENTITY):
+    """Command lines with the build's marks filled in: ``{guid:DISK}``, ``{uuid:ARRAY}``, ``{tag}``."""
+    def fill(line):
+        line = re.sub(r"\{guid:([^}]+)\}", lambda m: identity.disk_guid(m.group(1)), line)
+        line = re.sub(r"\{uuid:([^}]+)\}", lambda m: identity.array_uuid(m.group(1)), line)
+        return line.replace("{tag}", identity.tag)
+    return [fill(line) for line in lines]
+
 
 # The default machine, blank: what a real run runs, in order.
-BUILD_DEFAULT = [
-    "sgdisk --clear -n 1:0:0 -t 1:8E00 -c 1:main_1-pv1 /dev/nvme0n1",
+BUILD_DEFAULT = marked([
+    "sgdisk --clear --disk-guid={guid:nvme0n1} -n 1:0:0 -t 1:8E00 -c 1:main_1-pv1 /dev/nvme0n1",
     "partx -u /dev/nvme0n1",
-    "sgdisk --clear -n 1:0:+1024M -t 1:EF00 -c 1:main-esp1 -n 2:0:0 -t 2:FD00 -c 2:main-raid1 /dev/sda",
+    "sgdisk --clear --disk-guid={guid:sda} -n 1:0:+1024M -t 1:EF00 -c 1:main-esp1 -n 2:0:0 -t 2:FD00 "
+    "-c 2:main-raid1 /dev/sda",
     "partx -u /dev/sda",
-    "sgdisk --clear -n 1:0:+1024M -t 1:EF00 -c 1:main-esp2 -n 2:0:0 -t 2:FD00 -c 2:main-raid2 /dev/sdb",
+    "sgdisk --clear --disk-guid={guid:sdb} -n 1:0:+1024M -t 1:EF00 -c 1:main-esp2 -n 2:0:0 -t 2:FD00 "
+    "-c 2:main-raid2 /dev/sdb",
     "partx -u /dev/sdb",
-    "sgdisk --clear -n 1:0:0 -t 1:FD00 -c 1:swap-raid1 /dev/sdc",
+    "sgdisk --clear --disk-guid={guid:sdc} -n 1:0:0 -t 1:FD00 -c 1:swap-raid1 /dev/sdc",
     "partx -u /dev/sdc",
-    "sgdisk --clear -n 1:0:0 -t 1:FD00 -c 1:swap-raid2 /dev/sdd",
+    "sgdisk --clear --disk-guid={guid:sdd} -n 1:0:0 -t 1:FD00 -c 1:swap-raid2 /dev/sdd",
     "partx -u /dev/sdd",
-    "sgdisk --clear -n 1:0:0 -t 1:FD00 -c 1:large-raid1 /dev/sde",
+    "sgdisk --clear --disk-guid={guid:sde} -n 1:0:0 -t 1:FD00 -c 1:large-raid1 /dev/sde",
     "partx -u /dev/sde",
-    "sgdisk --clear -n 1:0:0 -t 1:FD00 -c 1:large-raid2 /dev/sdf",
+    "sgdisk --clear --disk-guid={guid:sdf} -n 1:0:0 -t 1:FD00 -c 1:large-raid2 /dev/sdf",
     "partx -u /dev/sdf",
-    "sgdisk --clear -n 1:0:0 -t 1:FD00 -c 1:large-raid3 /dev/sdg",
+    "sgdisk --clear --disk-guid={guid:sdg} -n 1:0:0 -t 1:FD00 -c 1:large-raid3 /dev/sdg",
     "partx -u /dev/sdg",
     "udevadm settle -t 30",
     "mkfs.vfat -F 32 -n EFI /dev/sda1",
     "mkfs.vfat -F 32 -n EFI2 /dev/sdb1",
-    "mdadm --create /dev/md/main --name=main --homehost=any --level=raid0 --raid-devices=2 --metadata=1.2 --run "
+    "mdadm --create /dev/md/main --name=main --homehost=any --uuid={uuid:main} "
+    "--level=raid0 --raid-devices=2 --metadata=1.2 --run "
     "/dev/sda2 /dev/sdb2",
     "udevadm settle -t 30",
-    "mdadm --create /dev/md/swap --name=swap --homehost=any --level=raid1 --raid-devices=2 --metadata=1.2 --run "
+    "mdadm --create /dev/md/swap --name=swap --homehost=any --uuid={uuid:swap} "
+    "--level=raid1 --raid-devices=2 --metadata=1.2 --run "
     "/dev/sdc1 /dev/sdd1",
     "udevadm settle -t 30",
     "mdadm --misc --action=frozen /dev/md/swap",
-    "mdadm --create /dev/md/large --name=large --homehost=any --level=raid5 --raid-devices=3 --metadata=1.2 --run "
+    "mdadm --create /dev/md/large --name=large --homehost=any --uuid={uuid:large} "
+    "--level=raid5 --raid-devices=3 --metadata=1.2 --run "
     "/dev/sde1 /dev/sdf1 /dev/sdg1",
     "udevadm settle -t 30",
     "mdadm --misc --action=frozen /dev/md/large",
     "pvcreate /dev/md/main",
-    "vgcreate main /dev/md/main",
+    "vgcreate --addtag {tag} main /dev/md/main",
     "pvcreate /dev/nvme0n1p1",
-    "vgcreate main_1 /dev/nvme0n1p1",
+    "vgcreate --addtag {tag} main_1 /dev/nvme0n1p1",
     "pvcreate /dev/md/swap",
-    "vgcreate swap /dev/md/swap",
+    "vgcreate --addtag {tag} swap /dev/md/swap",
     "pvcreate /dev/md/large",
-    "vgcreate large /dev/md/large",
+    "vgcreate --addtag {tag} large /dev/md/large",
     "lvcreate -L 53687091200b -n slash main --yes",
     "lvcreate -L 3145728000b -n home main --yes",
     "lvcreate -L 4294967296b -n swap swap --yes",
@@ -85,7 +103,11 @@ BUILD_DEFAULT = [
     "swapon -L swap",
     "mdadm --misc --action=idle /dev/md/swap",
     "mdadm --misc --action=idle /dev/md/large",
-]
+    "vgchange --addtag prenixos_finished main",
+    "vgchange --addtag prenixos_finished main_1",
+    "vgchange --addtag prenixos_finished swap",
+    "vgchange --addtag prenixos_finished large",
+])
 
 # The default machine, built: what the fake holds afterwards.
 BUILT_DEFAULT = {
@@ -276,9 +298,10 @@ def test_the_esp_is_mounted_by_label_when_no_other_device_carries_it(tmp_path):
     machine.add_disk("sda", 64 * GiB)
     plan = plan_storage(machine.disk_facts(claim_boot=["vda"]), 4 * GiB)
     result = apply(machine, plan)
-    assert lines(result["commands"])[-6:] == ["mkdir -p /mnt", "mount -t ext4 -L slash /mnt",
+    assert lines(result["commands"])[-7:] == ["mkdir -p /mnt", "mount -t ext4 -L slash /mnt",
                                               "mkdir -p /mnt/boot", "mount -t vfat -L EFI /mnt/boot",
-                                              "mkdir -p /mnt/home", "mount -t ext4 -L home /mnt/home"]
+                                              "mkdir -p /mnt/home", "mount -t ext4 -L home /mnt/home",
+                                              "vgchange --addtag prenixos_finished main"]
     assert result["notes"] == []
 
 
@@ -342,10 +365,12 @@ def test_foreign_content_without_wipe_is_refused_naming_each_disk_and_what_is_on
     assert error.msg == "\n".join([
         "Refusing to change disks that hold data this plan did not make (nothing was changed; "
         "set wipe: true to destroy it):",
-        '  - sdc: partition 1 "old" (FD00, 16.0 GiB); sdc1: RAID member of oldhost:old (raid1); array /dev/md127 '
+        "  - sdc: a GPT this build did not write (disk GUID %s); " % machine.disks["sdc"]["guid"]
+        + 'partition 1 "old" (FD00, 16.0 GiB); sdc1: RAID member of oldhost:old (raid1); array /dev/md127 '
         "(name old, raid1, sdc1 sdd1); logical volume old/data, mounted at /srv; logical volume old/swap, "
         "active swap; volume group old",
-        '  - sdd: partition 1 "old" (FD00, 16.0 GiB); sdd1: RAID member of oldhost:old (raid1); array /dev/md127 '
+        "  - sdd: a GPT this build did not write (disk GUID %s); " % machine.disks["sdd"]["guid"]
+        + 'partition 1 "old" (FD00, 16.0 GiB); sdd1: RAID member of oldhost:old (raid1); array /dev/md127 '
         "(name old, raid1, sdc1 sdd1); logical volume old/data, mounted at /srv; logical volume old/swap, "
         "active swap; volume group old",
         '  - sde: dos partition table; sde1: ext4 "photos"',
@@ -358,7 +383,9 @@ def test_a_partition_with_our_name_at_another_place_is_foreign(tmp_path):
     machine = default_machine(tmp_path)
     machine.add_partition("sda", 1, 512 * MiB, name="main-esp1", type_code="EF00")  # an older, smaller ESP
     error = refused(machine)
-    assert error.details["foreign"] == {"sda": ['partition 1 "main-esp1" (EF00, 512.0 MiB)']}
+    assert error.details["foreign"] == {"sda": [
+        "a GPT this build did not write (disk GUID %s)" % machine.disks["sda"]["guid"],
+        'partition 1 "main-esp1" (EF00, 512.0 MiB)']}
 
 
 def test_wipe_tears_down_leaf_to_root_verifies_then_builds(tmp_path):
@@ -556,10 +583,12 @@ def test_a_run_killed_before_the_kernel_saw_the_new_partitions_lets_it_see_them(
     machine.defer_reread = False
     result = apply(machine)
     # nvme0n1 was done; sda has its table on the disk but not in the kernel: no second sgdisk for it
-    assert lines(result["commands"])[:4] == ["partx -u /dev/sda", "sgdisk --clear -n 1:0:+1024M -t 1:EF00 -c "
-                                             "1:main-esp2 -n 2:0:0 -t 2:FD00 -c 2:main-raid2 /dev/sdb",
-                                             "partx -u /dev/sdb", "sgdisk --clear -n 1:0:0 -t 1:FD00 -c "
-                                             "1:swap-raid1 /dev/sdc"]
+    assert lines(result["commands"])[:4] == marked([
+        "partx -u /dev/sda",
+        "sgdisk --clear --disk-guid={guid:sdb} -n 1:0:+1024M -t 1:EF00 -c 1:main-esp2 -n 2:0:0 -t 2:FD00 -c "
+        "2:main-raid2 /dev/sdb",
+        "partx -u /dev/sdb",
+        "sgdisk --clear --disk-guid={guid:sdc} -n 1:0:0 -t 1:FD00 -c 1:swap-raid1 /dev/sdc"])
     assert lines(result["commands"])[:1] + lines(result["commands"])[1:] == (
         ["partx -u /dev/sda"] + BUILD_DEFAULT[BUILD_DEFAULT.index("partx -u /dev/sda") + 1:])
     assert machine.summary() == BUILT_DEFAULT
@@ -582,14 +611,14 @@ def test_an_array_half_created_by_a_killed_mdadm_is_zeroed_and_created_again(tmp
     machine.md_create = original
     assert "md125 : inactive sde1[0](S)" in (tmp_path / "proc" / "mdstat").read_text()
     result = apply(machine)
-    assert lines(result["commands"]) == [
+    assert lines(result["commands"]) == marked([
         "mdadm --stop /dev/md125",
         "mdadm --zero-superblock /dev/sde1",
-        "mdadm --create /dev/md/large --name=large --homehost=any --level=raid5 --raid-devices=3 --metadata=1.2 "
-        "--run /dev/sde1 /dev/sdf1 /dev/sdg1",
+        "mdadm --create /dev/md/large --name=large --homehost=any --uuid={uuid:large} --level=raid5 --raid-devices=3 "
+        "--metadata=1.2 --run /dev/sde1 /dev/sdf1 /dev/sdg1",
         "udevadm settle -t 30",
         "mdadm --misc --action=frozen /dev/md/large",
-    ] + BUILD_DEFAULT[BUILD_DEFAULT.index("pvcreate /dev/md/main"):]
+    ]) + BUILD_DEFAULT[BUILD_DEFAULT.index("pvcreate /dev/md/main"):]
     assert machine.summary()["arrays"]["any:large"] == ("raid5", True, ["sde1", "sdf1", "sdg1"])
 
 
@@ -699,8 +728,8 @@ def test_a_degraded_mirror_is_assembled_with_its_data_and_the_replaced_disk_adde
     assert "md126 : inactive sdc1[0](S)" in (tmp_path / "proc" / "mdstat").read_text()
     machine.mutations.clear()
     result = apply(machine)
-    assert lines(result["commands"]) == [
-        "sgdisk --clear -n 1:0:0 -t 1:FD00 -c 1:swap-raid2 /dev/sdd",
+    assert lines(result["commands"]) == marked([
+        "sgdisk --clear --disk-guid={guid:sdd} -n 1:0:0 -t 1:FD00 -c 1:swap-raid2 /dev/sdd",
         "partx -u /dev/sdd",
         "udevadm settle -t 30",
         "mdadm --stop /dev/md126",
@@ -718,7 +747,7 @@ def test_a_degraded_mirror_is_assembled_with_its_data_and_the_replaced_disk_adde
         "mkdir -p /mnt/home",
         "mount -t ext4 -L home /mnt/home",
         "swapon -L swap",
-    ]
+    ])
     assert not [argv for argv in machine.mutating_commands() if "--zero-superblock" in argv or "--create" in argv]
     assert machine.summary()["lvs"]["swap/swap"] == (4294967296, True)
 

@@ -55,6 +55,12 @@ EACH_SCRIPTS = {each_script(options): options
                 for options in (PROBE_OPTIONS, EXAMINE_OPTIONS, DETAIL_OPTIONS, PARTX_ARGS)}
 
 
+def md_uuid(text):
+    """``mdadm --uuid`` as ``--examine`` and ``--detail`` print it: four groups of 8 hex digits."""
+    digits = text.replace("-", "").replace(":", "").lower()
+    return ":".join(digits[i:i + 8] for i in range(0, 32, 8))
+
+
 class Killed(BaseException):
     """The run was killed before this command (a power cut, ``systemctl kill``)."""
 
@@ -112,7 +118,7 @@ class FakeMachine:
     def add_disk(self, name, size, rotational=False, transport="sata", removable=False):
         self.disks[name] = {"size": size, "rotational": rotational, "transport": transport, "removable": removable,
                             "by_id": "%s-FAKE_%s" % ("nvme" if name.startswith("nvme") else "ata", name),
-                            "table": None, "parts": {}, "kernel": set()}
+                            "table": None, "guid": None, "parts": {}, "kernel": set()}
         self.sync()
         return self
 
@@ -565,7 +571,9 @@ class FakeMachine:
         lines = ["DEVNAME=%s" % path]
         disk = self.disks.get(kname)
         if disk is not None and disk["table"]:
-            lines += ["PTUUID=%s" % self.uuid()[:8], "PTTYPE=%s" % disk["table"]]
+            if disk["guid"] is None:
+                disk["guid"] = self.uuid() if disk["table"] == "gpt" else self.uuid()[:8]
+            lines += ["PTUUID=%s" % disk["guid"], "PTTYPE=%s" % disk["table"]]
         sig = self.sigs.get(kname, {})
         if sig.get("AMBIVALENT"):
             raise Refused(8, "")
@@ -700,7 +708,7 @@ class FakeMachine:
                                  "create aborted." % path)
         assert int(options["--raid-devices"]) == len(members), argv
         name = ("%s:%s" % (options["--homehost"], options["--name"])) if "--homehost" in options else options["--name"]
-        uuid = self.uuid()
+        uuid = md_uuid(options["--uuid"]) if "--uuid" in options else self.uuid()
         level = options["--level"]
         if self.tear_create is not None:
             written = knames[:self.tear_create]
@@ -752,7 +760,7 @@ class FakeMachine:
             lv_count = sum(1 for (owner, _lv_name) in self.lvs if owner == name)
             rows.append({"vg_name": name, "vg_size": str(self.vg_size(name)), "vg_free": str(self.vg_free(name)),
                          "vg_extent_size": str(EXTENT), "vg_attr": "wz--n-", "pv_count": str(pv_count),
-                         "lv_count": str(lv_count)})
+                         "lv_count": str(lv_count), "vg_tags": ",".join(self.vgs[name].get("tags", ()))})
         return self.lvm_report("vg", rows)
 
     def vg_visible(self, vg):
@@ -783,15 +791,20 @@ class FakeMachine:
             raise Refused(2, "Problem opening %s for reading!" % argv[-1])
         if "--zap-all" in argv:
             entry["table"] = None
+            entry["guid"] = None
             entry["parts"] = {}
             self.reread(disk)
             return ""
         if "--clear" in argv:
             entry["table"] = "gpt"
+            entry["guid"] = self.uuid()
             entry["parts"] = {}
         elif entry["table"] != "gpt":
             raise Refused(3, "Problem: this fake refuses to convert a %s table" % entry["table"])
-        options = argv[1:-1]
+        for arg in argv:
+            if arg.startswith("--disk-guid="):
+                entry["guid"] = arg.split("=", 1)[1]
+        options = [arg for arg in argv[1:-1] if not arg.startswith("--disk-guid=")]
         for flag, value in zip(options, options[1:], strict=False):
             if flag == "-n":
                 number, start, end = value.split(":")
@@ -840,6 +853,7 @@ class FakeMachine:
             self.drop_vg_if_empty(vg)
         if kname in self.disks:
             self.disks[kname]["table"] = None
+            self.disks[kname]["guid"] = None
             self.disks[kname]["parts"] = {}
             self.reread(kname)
         return ""
@@ -889,16 +903,22 @@ class FakeMachine:
         return ""
 
     def do_vgcreate(self, argv):
+        tags = [argv[index + 1] for index, arg in enumerate(argv) if arg == "--addtag"]
+        argv = [arg for index, arg in enumerate(argv) if arg != "--addtag" and argv[index - 1] != "--addtag"]
         name, paths = argv[1], argv[2:]
-        if name in self.vgs:
+        if name in self.vgs and self.vg_visible(name):
             raise Refused(5, "A volume group called %s already exists." % name)
+        if name in self.vgs:  # its PVs can no longer be read (their array is gone): LVM has forgotten it
+            for kname in [k for k, owner in self.pvs.items() if owner == name]:
+                del self.pvs[kname]
+            self.drop_vg_if_empty(name)
         knames = [self.node(p) for p in paths]
         for kname, path in zip(knames, paths, strict=True):
             if self.pvs.get(kname) != "":
                 raise Refused(5, "Physical volume %s is not an orphan PV" % path)
         for kname in knames:
             self.pvs[kname] = name
-        self.vgs[name] = {"uuid": self.uuid()}
+        self.vgs[name] = {"uuid": self.uuid(), "tags": tags}
         return ""
 
     def do_vgextend(self, argv):
@@ -935,6 +955,14 @@ class FakeMachine:
         return ""
 
     def do_vgchange(self, argv):
+        if argv[1] == "--addtag":
+            tag, vg = argv[2], argv[3]
+            if vg not in self.vgs or not self.vg_visible(vg):
+                raise Refused(5, "Volume group \"%s\" not found" % vg)
+            tags = self.vgs[vg].setdefault("tags", [])
+            if tag not in tags:
+                tags.append(tag)
+            return ""
         assert argv[1] == "-an", argv
         vg = argv[2]
         for (owner, name), lv in self.lvs.items():

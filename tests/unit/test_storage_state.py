@@ -164,9 +164,10 @@ def test_pvs_report_lists_pvs_with_orphans_having_no_vg():
 def test_vgs_report_gives_sizes_in_bytes_and_flags_partial_groups():
     assert parse_vgs(fixture("vgs.json")) == {
         "main": {"size": 66563604480, "free": 9730785280, "extent_size": 4194304, "attr": "wz--n-",
-                 "partial": False, "pv_count": 1, "lv_count": 2},
+                 "partial": False, "pv_count": 1, "lv_count": 2,
+                 "tags": ["prenixos_build_0123456789abcdef", "prenixos_finished"]},
         "old": {"size": 34355544064, "free": 0, "extent_size": 4194304, "attr": "wz-pn-",
-                "partial": True, "pv_count": 2, "lv_count": 1},
+                "partial": True, "pv_count": 2, "lv_count": 1, "tags": []},
     }
 
 
