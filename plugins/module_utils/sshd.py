@@ -63,7 +63,7 @@ KEY_LAYOUTS = {
 }
 
 OPTION_NAME = re.compile(r"[A-Za-z0-9-]*")
-ENVIRONMENT_VALUE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+ENVIRONMENT_VALUE = re.compile(r"[A-Za-z0-9_]+=")
 EXPIRY_VALUE = re.compile(r"\d{8}(\d{4}(\d{2})?)?Z?\Z")
 PERMITOPEN_VALUE = re.compile(r"(\[[^]]+\]|[^:\[\]]+):(\*|\d{1,5})\Z")
 PERMITLISTEN_VALUE = re.compile(r"((\[[^]]+\]|[^:\[\]]+):)?(\*|\d{1,5})\Z")

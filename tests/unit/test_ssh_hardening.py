@@ -188,6 +188,15 @@ def test_the_dropin_pins_root_keys_to_authorized_keys_and_no_command(fake_sshd, 
     assert result["effective"]["authorizedkeyscommand"] == "none"
 
 
+def test_a_keys_file_the_caller_names_replaces_the_pinned_one(fake_sshd, capsys):
+    args = dict(hardening_args(fake_sshd), settings=dict(HARDENED, authorizedkeysfile="/etc/ssh/keys/%u"))
+    result = run_module(sshd_hardening.main, args, capsys)
+    dropin = (fake_sshd / "sshd_config.d" / "00-pre-nixos.conf").read_text()
+    assert "authorizedkeysfile /etc/ssh/keys/%u\n" in dropin and "AuthorizedKeysFile" not in dropin
+    assert "AuthorizedKeysCommand none\n" in dropin
+    assert result["effective"]["authorizedkeysfile"] == "/etc/ssh/keys/%u"
+
+
 def test_keys_in_authorized_keys2_or_from_a_command_are_caught_and_rolled_back(fake_sshd, capsys):
     (fake_sshd / "override").write_text(
         "authorizedkeysfile .ssh/authorized_keys .ssh/authorized_keys2\nauthorizedkeyscommand /usr/bin/fetch-keys\n"
