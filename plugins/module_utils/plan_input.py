@@ -70,7 +70,7 @@ def effective_options(options, ram_bytes):
     if options is not None and not isinstance(options, dict):
         raise PlanError("planner options must be a dict, got %r" % (options,))
     options = dict(options or {})
-    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
+    unknown = sorted(str(key) for key in set(options) - set(DEFAULT_OPTIONS))
     if unknown:
         raise PlanError("unknown planner option(s): %s" % ", ".join(unknown))
     effective = dict(DEFAULT_OPTIONS)
@@ -128,20 +128,23 @@ def normalise_disk(disk):
     if not isinstance(name, str) or not DISK_NAME_PATTERN.match(name):
         raise PlanError("disk name %r is not a kernel disk name (A-Z a-z 0-9 _ . -, starting with a letter or digit)"
                         % (name,))
+    for key in ("type", "transport", "wwn", "serial"):
+        if disk.get(key) is not None and not isinstance(disk[key], str):
+            raise PlanError("disk %s: %s must be a string or null, got %r" % (name, key, disk[key]))
     normalised = {
         "name": name,
-        "type": optional_text(name, "type", disk.get("type")) or "disk",
+        "type": disk.get("type") or "disk",
         "path": device_path(name, disk.get("path")),
         "dev": disk.get("dev") or "/dev/" + name,
         "size": whole_bytes(name, disk["size"]),
-        "transport": optional_text(name, "transport", disk.get("transport")) or None,
+        "transport": disk.get("transport") or None,
         "in_use_reasons": text_list(name, disk.get("in_use_reasons")),
     }
     if normalised["dev"] != "/dev/" + name:
         raise PlanError("disk %s: dev %r must be /dev/%s" % (name, normalised["dev"], name))
     for flag in ("rotational", "removable", "read_only", "boot_medium", "in_use"):
         normalised[flag] = as_bool(name, flag, disk.get(flag, False))
-    normalised.update(identity(name, disk))
+    add_identity(normalised, disk)
     return normalised
 
 
@@ -163,12 +166,6 @@ def whole_bytes(name, value):
     if isinstance(value, str) and DIGITS.match(value):
         return int(value)
     raise PlanError("disk %s: size must be a whole number of bytes (0 or more), got %r" % (name, value))
-
-
-def optional_text(name, key, value):
-    if value is not None and not isinstance(value, str):
-        raise PlanError("disk %s: %s must be a string or null, got %r" % (name, key, value))
-    return value
 
 
 def text_list(name, value):
@@ -202,20 +199,18 @@ def refuse_duplicate_names(disks):
 
 # Identity
 
-def identity(name, disk):
+def add_identity(normalised, disk):
     """``wwn``, ``serial`` (as reported, trimmed), their comparable keys, and the multipath devices over the disk."""
-    wwn = (optional_text(name, "wwn", disk.get("wwn")) or "").strip() or None
-    serial = (optional_text(name, "serial", disk.get("serial")) or "").strip() or None
+    wwn = disk.get("wwn") and disk["wwn"].strip() or None
+    serial = disk.get("serial") and disk["serial"].strip() or None
     children = disk.get("children") or []
     if not isinstance(children, list) or not all(isinstance(child, dict) for child in children):
-        raise PlanError("disk %s: children must be a list of devices, got %r" % (name, children))
-    return {
-        "wwn": wwn,
-        "wwn_key": wwn_key(wwn),
-        "serial": serial,
-        "serial_key": serial.lower() if serial and serial.strip("0") else None,
-        "multipath": [str(child.get("name")) for child in children if child.get("type") == "mpath"],
-    }
+        raise PlanError("disk %s: children must be a list of devices, got %r" % (normalised["name"], children))
+    normalised["wwn"] = wwn
+    normalised["wwn_key"] = wwn_key(wwn)
+    normalised["serial"] = serial
+    normalised["serial_key"] = serial.lower() if serial and serial.strip("0") else None
+    normalised["multipath"] = [str(child.get("name")) for child in children if child.get("type") == "mpath"]
 
 
 def wwn_key(wwn):

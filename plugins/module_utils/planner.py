@@ -125,6 +125,7 @@ NEVER_ELIGIBLE_PREFIXES = (
     ("md", "software RAID device"),
     ("dm-", "device-mapper device"),
 )
+NEVER_ELIGIBLE_NAMES = tuple(prefix for prefix, _kind in NEVER_ELIGIBLE_PREFIXES)
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,9 @@ def split_eligible(disks, min_disk_size):
 
 def exclusion_reasons(disk, min_disk_size):
     """Every reason the disk cannot be planned (empty when it can)."""
-    kinds = [kind for prefix, kind in NEVER_ELIGIBLE_PREFIXES if disk["name"].startswith(prefix)][:1]
+    kinds = []
+    if disk["name"].startswith(NEVER_ELIGIBLE_NAMES):
+        kinds = [kind for prefix, kind in NEVER_ELIGIBLE_PREFIXES if disk["name"].startswith(prefix)][:1]
     if not kinds and disk["type"] != "disk":
         kinds = ["type %s, not a whole disk" % disk["type"]]
     reasons = list(kinds)
@@ -245,7 +248,8 @@ def exclusion_reasons(disk, min_disk_size):
 def second_paths(disks):
     """``{name: [reason]}`` for every disk that is a disk seen before it in kernel order (the first path is kept)."""
     by_wwn, by_serial, by_link, found = {}, {}, {}, {}
-    for disk in sorted(disks, key=lambda d: kernel_order(d["name"])):
+    identified = [d for d in disks if d["wwn_key"] or d["serial_key"] or d["path"].startswith("/dev/disk/by-id/")]
+    for disk in sorted(identified, key=lambda d: kernel_order(d["name"])):
         first = first_path_of(disk, by_wwn, by_serial, by_link)
         if first is not None:
             found[disk["name"]] = ["second path to %s (same %s)" % first]
@@ -301,9 +305,11 @@ def planned_disk(disk, vg_name):
 def group_by_size(disks, disk_class, tolerance):
     """Disks of one class grouped greedily by size; inclusive tolerance against the group's smallest disk."""
     tolerance = Fraction(str(tolerance))
+    numerator, denominator = tolerance.numerator, tolerance.denominator
     groups, current = [], []
     for disk in sorted(disks, key=lambda d: (d["size"], d["name"])):
-        if current and Fraction(disk["size"] - current[0]["size"]) > current[0]["size"] * tolerance:
+        # size - smallest > smallest * tolerance, in whole numbers
+        if current and (disk["size"] - current[0]["size"]) * denominator > current[0]["size"] * numerator:
             groups.append(current)
             current = []
         current.append(disk)
