@@ -20,6 +20,13 @@ import re
 
 LSBLK_ARGS = ("-J", "-b", "-O")
 
+# File systems that live on no disk: a mount of one leads to no device, and that is not a doubt.
+# (An overlay leads to the mounts of its layers.) Any other mount that leads to no device is a doubt.
+DISKLESS_FSTYPES = frozenset(
+    ("tmpfs", "ramfs", "rootfs", "devtmpfs", "autofs", "proc", "sysfs", "nfs", "nfs4", "cifs", "smb3", "9p",
+     "virtiofs")
+)
+
 # Mountpoints whose devices carry the running system: an installed root, or a live medium
 # (Debian live-boot, Ubuntu casper, dracut, archiso, NixOS ISO). Mounts under /mnt are the
 # product's own target and are deliberately absent.
@@ -43,6 +50,10 @@ MD_TYPES = ("linear", "md", "raid0", "raid1", "raid4", "raid5", "raid6", "raid10
 
 class DiskFactsError(Exception):
     """Discovery could not read or understand what the system reports."""
+
+
+class BootDisksUnknown(DiskFactsError):
+    """A mount the running system needs leads to no known disk: which disks must never be touched is unknown."""
 
 
 # ---------------------------------------------------------------- lsblk
@@ -132,12 +143,14 @@ class BlockDevices:
     def __init__(self, top_level):
         self.top_level = list(top_level)
         self.top_names = {kernel_name(device) for device in self.top_level}
+        self.nodes = {}
         self.tops_of = {}
         self.by_number = {}
         self.by_path = {}
         for top in self.top_level:
             for node in walk(top):
                 name = kernel_name(node)
+                self.nodes.setdefault(name, node)
                 # one array over partitions of two disks appears under both: it belongs to both
                 self.tops_of.setdefault(name, set()).add(kernel_name(top))
                 if node.get("maj:min"):
@@ -145,6 +158,13 @@ class BlockDevices:
                 for path in (node.get("path"), "/dev/" + node["name"], "/dev/" + name):
                     if path:
                         self.by_path[path] = name
+
+    def with_signature(self, fstype, **columns):
+        """Kernel names of the nodes lsblk shows with file system ``fstype`` and these column values."""
+        return sorted((name for name, node in self.nodes.items()
+                       if text_or_none(node.get("fstype")) == fstype
+                       and all(text_or_none(node.get(key)) == value for key, value in columns.items())),
+                      key=natural_key)
 
     def find(self, number, source, dev_root):
         """Kernel name of the device a mount comes from, or None (tmpfs, overlay, unknown)."""
@@ -183,6 +203,24 @@ def sysfs_slaves(sysfs_root, name):
         return []
     except OSError as err:
         raise DiskFactsError("cannot list %s: %s" % (path, err.strerror or err)) from None
+
+
+def btrfs_devices(sysfs_root, name):
+    """Kernel names of every device of the btrfs that ``name`` belongs to (/sys/fs/btrfs/FSID/devices), or []."""
+    path = os.path.join(sysfs_root, "fs", "btrfs")
+    try:
+        file_systems = sorted(os.listdir(path))
+        for fsid in file_systems:
+            devices = os.path.join(path, fsid, "devices")
+            if os.path.isdir(devices):
+                members = sorted(os.listdir(devices), key=natural_key)
+                if name in members:
+                    return members
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as err:
+        raise DiskFactsError("cannot list %s: %s" % (path, err.strerror or err)) from None
+    return []
 
 
 def loop_backing_file(sysfs_root, name):
@@ -281,8 +319,13 @@ class BootMediumResolver:
 
     Starts from the mounts at BOOT_MOUNTPOINTS and follows: a partition or holder to its
     top-level disk(s) (the lsblk tree), dm/md devices to /sys/block/X/slaves, a loop device to
-    the mount holding its backing file, an overlay to the mounts of its layers. A tmpfs or
+    the mount holding its backing file, an overlay to the mounts of its layers, a btrfs to every
+    device of the file system (/sys/fs/btrfs, and the UUID its devices share), a ZFS dataset to
+    every ``zfs_member`` labelled with its pool, a bcachefs to each of its devices. A tmpfs or
     overlay ``/`` leads nowhere by itself; the live-medium mounts then carry the answer.
+
+    A mount that leads to no device and is not one of DISKLESS_FSTYPES is a doubt: ``resolve``
+    then raises BootDisksUnknown naming it, so that no disk is touched rather than the wrong one.
     """
 
     def __init__(self, devices, mounts, sysfs_root, dev_root):
@@ -293,23 +336,49 @@ class BootMediumResolver:
         self.found = set()
         self.seen_mounts = set()
         self.seen_devices = set()
+        self.unknown = []
 
     def resolve(self):
         for mount in self.mounts:
             if mount["mountpoint"] in BOOT_MOUNTPOINTS:
                 self.from_mount(mount)
+        if self.unknown:
+            raise BootDisksUnknown("; ".join("%s could not be followed to its disks" % describe_mount(mount)
+                                             for mount in self.unknown) + "; refusing to touch any disk")
         return self.found
 
     def from_mount(self, mount):
         if id(mount) in self.seen_mounts:
             return
         self.seen_mounts.add(id(mount))
-        name = self.devices.find(mount["number"], mount["source"], self.dev_root)
-        if name:
-            self.from_device(name)
-        elif mount["fstype"] == "overlay":
+        if mount["fstype"] == "overlay":
             for directory in overlay_dirs(mount["options"]):
                 self.from_path(directory)
+            return
+        members = self.mount_devices(mount)
+        if not members and mount["fstype"] not in DISKLESS_FSTYPES:
+            self.unknown.append(mount)
+        for name in members:
+            self.from_device(name)
+
+    def mount_devices(self, mount):
+        """Kernel names of the devices a mount lives on; [] when none is known."""
+        fstype, source = mount["fstype"], mount["source"]
+        if fstype == "zfs":
+            # a dataset (rpool/ROOT/nixos) or a snapshot (rpool@x) names its pool first
+            return self.devices.with_signature("zfs_member", label=re.split("[/@]", source)[0])
+        if fstype == "bcachefs" and ":" in source:
+            names = [self.devices.find(None, part, self.dev_root) for part in source.split(":")]
+            return names if all(names) else []
+        name = self.devices.find(mount["number"], source, self.dev_root)
+        if name is None or fstype != "btrfs":
+            return [name] if name else []
+        members = set(btrfs_devices(self.sysfs_root, name))
+        uuid = text_or_none(self.devices.nodes[name].get("uuid"))
+        if uuid:
+            members.update(self.devices.with_signature("btrfs", uuid=uuid))
+        # neither the kernel nor lsblk tells the other devices of this btrfs: unknown, not "just this one"
+        return sorted(members | {name}, key=natural_key) if members else []
 
     def from_path(self, path):
         mount = containing_mount(self.mounts, path)
@@ -329,3 +398,10 @@ class BootMediumResolver:
         backing = loop_backing_file(self.sysfs_root, name)
         if backing:
             self.from_path(backing)
+
+
+def describe_mount(mount):
+    """``the running root rpool/root (zfs)``, ``the mount /dev/x at /boot (ext4)``."""
+    if mount["mountpoint"] == "/":
+        return "the running root %s (%s)" % (mount["source"], mount["fstype"])
+    return "the mount %s at %s (%s)" % (mount["source"], mount["mountpoint"], mount["fstype"])

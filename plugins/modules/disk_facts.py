@@ -16,8 +16,13 @@ description:
   - Reads only; it never changes anything, so check mode behaves like a normal run.
   - C(boot_medium) marks the devices the running system lives on, resolved from the mounts of
     C(/), C(/usr), C(/boot), C(/boot/efi) and the live-medium mountpoints through partitions,
-    device-mapper and md slaves, loop backing files and overlay layers. Mounts under C(/mnt)
-    (the target of this collection) are not a starting point.
+    device-mapper and md slaves, loop backing files and overlay layers, every device of a btrfs
+    (C(/sys/fs/btrfs/FSID/devices) and the UUID they share) and every C(zfs_member) of a ZFS
+    dataset's pool. Mounts under C(/mnt) (the target of this collection) are not a starting point.
+  - When one of those mounts cannot be followed to its disks (a pool no device shows, a device
+    lsblk does not list, a file system of an unknown kind), the module fails and names it, so
+    that nothing is planned or built on a guess; tmpfs, network and other diskless roots are
+    followed to nothing, which is not a doubt.
   - It does not decide which disks may be used; M(prenixos.baseline.storage_plan) does.
   - The shape of each entry is the contract in C(docs/contracts.md).
 author: pre-nixos baseline engineers (@prenixos)

@@ -39,6 +39,9 @@ class Machine:
         self.dev_root.mkdir()
         for link, target in json.loads((source / "by-id.json").read_text()).items():
             self.add_link("disk/by-id/" + link, target)
+        fs_links = source / "sysfs-fs.json"
+        for relative, target in (json.loads(fs_links.read_text()) if fs_links.exists() else {}).items():
+            self.add_sysfs_fs(relative, target)
         (self.proc_root / "self").mkdir(parents=True)
         (self.proc_root / "self" / "mountinfo").write_text((source / "mountinfo").read_text())
         self.lsblk_text = lsblk_text if lsblk_text is not None else (source / "lsblk.json").read_text()
@@ -48,6 +51,15 @@ class Machine:
         path = self.sysfs_root / "block" / device / attribute
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content + "\n")
+
+    def add_sysfs_fs(self, relative, target):
+        """``sys/fs/RELATIVE``: a symlink to ``target`` (a btrfs member), or an empty file when it is None."""
+        path = self.sysfs_root / "fs" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if target is None:
+            path.write_text("")
+        else:
+            path.symlink_to(target)
 
     def add_link(self, relative, target):
         link = self.dev_root / relative
@@ -71,6 +83,11 @@ def boot_media(disks):
 
 def lsblk_with(devices):
     return json.dumps({"blockdevices": devices})
+
+
+def root_in_ram(machine):
+    """/ on a tmpfs: the mounts name no device, for tests that give the machine an lsblk of their own."""
+    (machine.proc_root / "self" / "mountinfo").write_text("27 1 0:30 / / rw,relatime - tmpfs tmpfs rw\n")
 
 
 @pytest.fixture
@@ -425,6 +442,7 @@ def test_mount_source_given_as_a_dev_symlink_is_resolved(tmp_path):
     machine = Machine(tmp_path, "usb_live_stick")
     # a btrfs-style mount: anonymous device number, source through /dev/disk/by-uuid
     machine.add_link("disk/by-uuid/0f1e2d3c", "../../sda")
+    machine.add_sysfs_fs("btrfs/0f1e2d3c/devices/sda", "../../../../devices/virtual/block/sda")  # as the kernel has it
     (machine.proc_root / "self" / "mountinfo").write_text(
         "28 1 0:31 / / rw,relatime shared:1 - btrfs /dev/disk/by-uuid/0f1e2d3c rw,ssd,subvol=/\n"
     )
@@ -506,6 +524,7 @@ def test_older_lsblk_strings_for_flags_and_sizes_are_understood(tmp_path):
          "rm": "0", "ro": "0", "tran": "sata", "model": "CT1000MX500SSD1  ", "serial": "2040E4D1A2B3",
          "mountpoint": None},
     ]), "")})
+    root_in_ram(machine)  # host_vda's root, /dev/vda, is not in this lsblk
     sda = machine.gather()[0]
     assert (sda["size"], sda["rotational"], sda["removable"]) == (1000204886016, False, False)
     assert sda["model"] == "CT1000MX500SSD1"
@@ -529,7 +548,7 @@ def test_active_swap_and_escaped_mountpoints_read_as_people_write_them(tmp_path)
              {"name": "sdb2", "maj:min": "8:18", "type": "part", "fstype": "ext4", "mountpoints": [None]}]},
     ]), "")})
     (machine.proc_root / "self" / "mountinfo").write_text(
-        "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
+        "27 1 0:30 / / rw,relatime - tmpfs tmpfs rw\n"
         "40 27 8:18 / /mnt/old\\040data rw,relatime shared:20 - ext4 /dev/sdb2 rw\n"
     )
     sdb = machine.gather()[0]
@@ -576,6 +595,7 @@ def test_an_impossible_lsblk_value_names_the_column_and_the_device(tmp_path):
     machine.sysfs_root = tmp_path / "empty-sys"
     machine.runner = RecordingRunner({("lsblk",): (0, lsblk_with([
         {"name": "sda", "type": "disk", "size": 512, "rota": "maybe", "rm": False, "ro": False}]), "")})
+    root_in_ram(machine)
     with pytest.raises(DiskFactsError, match=r"rota='maybe' for sda, expected a boolean"):
         machine.gather()
 
@@ -585,6 +605,7 @@ def test_a_missing_rotational_flag_everywhere_is_an_error_not_a_guess(tmp_path):
     machine.sysfs_root = tmp_path / "empty-sys"
     machine.runner = RecordingRunner({("lsblk",): (0, lsblk_with([
         {"name": "sda", "type": "disk", "size": 512, "rm": False, "ro": False}]), "")})
+    root_in_ram(machine)
     with pytest.raises(DiskFactsError, match="neither sysfs nor lsblk tell the rotational of sda"):
         machine.gather()
 
