@@ -209,8 +209,7 @@ def btrfs_devices(sysfs_root, name):
     """Kernel names of every device of the btrfs that ``name`` belongs to (/sys/fs/btrfs/FSID/devices), or []."""
     path = os.path.join(sysfs_root, "fs", "btrfs")
     try:
-        file_systems = sorted(os.listdir(path))
-        for fsid in file_systems:
+        for fsid in sorted(os.listdir(path)):
             devices = os.path.join(path, fsid, "devices")
             if os.path.isdir(devices):
                 members = sorted(os.listdir(devices), key=natural_key)
@@ -377,8 +376,11 @@ class BootMediumResolver:
         uuid = text_or_none(self.devices.nodes[name].get("uuid"))
         if uuid:
             members.update(self.devices.with_signature("btrfs", uuid=uuid))
-        # neither the kernel nor lsblk tells the other devices of this btrfs: unknown, not "just this one"
-        return sorted(members | {name}, key=natural_key) if members else []
+        # neither the kernel nor lsblk tells the other devices of this btrfs, or the kernel names one lsblk
+        # does not show: unknown, not "just the devices we know"
+        if not members or not members <= set(self.devices.nodes):
+            return []
+        return sorted(members | {name}, key=natural_key)
 
     def from_path(self, path):
         mount = containing_mount(self.mounts, path)

@@ -153,6 +153,14 @@ def test_a_btrfs_root_neither_sysfs_nor_lsblk_describes_refuses_every_disk(tmp_p
     assert str(caught.value) == "the running root /dev/sda2 (btrfs) " + REFUSAL
 
 
+def test_a_btrfs_root_with_a_device_lsblk_does_not_show_refuses_every_disk(tmp_path):
+    machine = Machine(tmp_path, "installed_root_on_btrfs_raid1")
+    machine.add_sysfs_fs("btrfs/5a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d/devices/sdq1", "../../../../devices/virtual/sdq1")
+    with pytest.raises(DiskFactsError) as caught:
+        machine.gather()
+    assert str(caught.value) == "the running root /dev/sda2 (btrfs) " + REFUSAL
+
+
 def test_every_device_of_a_multi_device_bcachefs_root_is_a_boot_disk(tmp_path):
     machine = Machine(tmp_path, "installed_root_on_btrfs_raid1")
     set_mountinfo(machine, "21 1 0:32 / / rw,relatime shared:1 - bcachefs /dev/sda2:/dev/sdb1 rw\n")
