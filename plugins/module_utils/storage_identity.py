@@ -3,10 +3,10 @@
 """The identity of a build, and the marks it leaves on the disks.
 
 A build is one plan being made real. Its identity is derived from the plan's shape (the planned
-disks and their sizes, partitions, arrays and volume groups), so the same plan on the same disks
-has the same identity in every boot: a build a power cut interrupted is recognised when first boot
-plans again, and a layout built from another plan (a disk added or removed since, another
-machine's disks) is not.
+disks: their names, stable ``/dev/disk/by-id`` paths and sizes; partitions, arrays and volume
+groups), so the same plan on the same disks has the same identity in every boot: a build a power
+cut interrupted is recognised when first boot plans again, and a layout built from another plan
+(a disk added, removed or replaced since, another machine's disks) is not.
 
 The build writes its identity on the disks with the first command that touches each device, so
 it survives a power cut at any point:
@@ -34,7 +34,7 @@ FINISHED_TAG = "prenixos_finished"
 
 # What of the plan makes a build's shape: what the disks are, and what is written on them.
 SHAPE = {
-    "disks": ("name", "size"),
+    "disks": ("name", "path", "size"),
     "partitions": ("disk", "number", "type_code", "size", "partlabel"),
     "arrays": ("name", "level", "devices", "metadata"),
     "volume_groups": ("name", "pvs"),

@@ -96,7 +96,7 @@ build:
       whether it has run to its last step on these disks (C(finished); in check mode, before the run).
   returned: success
   type: dict
-  sample: {id: "f202eac03de63ca5", finished: true}
+  sample: {id: "94c9836004326ff4", finished: true}
 commands:
   description:
     - The commands that changed (or in check mode would change) the machine, in order, as argument

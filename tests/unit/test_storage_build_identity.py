@@ -51,10 +51,10 @@ def remove_while_off(machine, disk):
 
 def test_the_identity_of_a_plan_is_pinned_because_changing_it_makes_every_built_machine_foreign():
     identity = BuildIdentity(DEFAULT_PLAN)
-    assert identity.id == "f202eac03de63ca5"
-    assert identity.tag == "prenixos_build_f202eac03de63ca5"
-    assert identity.disk_guid("sda") == "d790b386-b71d-4792-a7a0-a8da7e699a80"
-    assert identity.array_uuid("large") == "c76d3808-a1af-4189-a957-e959e0bc1989"
+    assert identity.id == "94c9836004326ff4"
+    assert identity.tag == "prenixos_build_94c9836004326ff4"
+    assert identity.disk_guid("sda") == "663a58ca-dd88-4991-aadd-d09bb4975985"
+    assert identity.array_uuid("large") == "f2feb60e-0cf4-4ee5-a88d-153c476a0662"
 
 
 def test_the_identity_follows_the_shape_of_the_plan_not_its_options_notes_or_volumes():
@@ -62,6 +62,9 @@ def test_the_identity_follows_the_shape_of_the_plan_not_its_options_notes_or_vol
                       logical_volumes=[])
     assert BuildIdentity(same_shape).id == BuildIdentity(DEFAULT_PLAN).id
     one_disk_less = dict(DEFAULT_PLAN, disks=DEFAULT_PLAN["disks"][:-1])
+    replaced = dict(DEFAULT_PLAN, disks=[dict(d, path="/dev/disk/by-id/ata-NEW") if d["name"] == "sdg" else d
+                                         for d in DEFAULT_PLAN["disks"]])
+    assert BuildIdentity(replaced).id != BuildIdentity(DEFAULT_PLAN).id, "a replaced disk is another build"
     assert BuildIdentity(one_disk_less).id != BuildIdentity(DEFAULT_PLAN).id
     other_level = dict(DEFAULT_PLAN, arrays=[dict(a, level="raid1") if a["name"] == "main" else a
                                              for a in DEFAULT_PLAN["arrays"]])
@@ -69,8 +72,8 @@ def test_the_identity_follows_the_shape_of_the_plan_not_its_options_notes_or_vol
 
 
 def test_uuids_compare_in_every_spelling_the_tools_print():
-    assert normal_uuid("C76D3808:A1AF4189:A957E959:E0BC1989") == normal_uuid("c76d3808-a1af-4189-a957-e959e0bc1989")
-    assert BuildIdentity(DEFAULT_PLAN).marks_array("c76d3808:a1af4189:a957e959:e0bc1989", "large")
+    assert normal_uuid("F2FEB60E:0CF44EE5:A88D153C:476A0662") == normal_uuid("f2feb60e-0cf4-4ee5-a88d-153c476a0662")
+    assert BuildIdentity(DEFAULT_PLAN).marks_array("f2feb60e:0cf44ee5:a88d153c:476a0662", "large")
     assert not BuildIdentity(DEFAULT_PLAN).marks_array(None, "large")
 
 
