@@ -10,7 +10,7 @@ Disks
     ``name`` a kernel disk name (``storage_contract.DISK_NAME_PATTERN``: no ``/``, no space, no newline);
     ``dev`` ``/dev/NAME``; ``path`` ``/dev/NAME`` or a ``/dev/disk/by-id/`` link of one component that
     is not a ``-partN`` link (where the link points is checked on the machine, by ``storage_apply``);
-    ``size`` a whole number of bytes (an int, an integral float, a string of digits), 0 or more;
+    ``size`` a whole number of bytes (an int, an integral float, a string of digits) from 0 to 2^64;
     flags read as YAML reads them; ``type``, ``transport``, ``serial`` and ``wwn`` strings or null;
     ``in_use_reasons`` a list of strings; ``children`` a list of dicts.
 
@@ -34,6 +34,7 @@ MiB = 1024 ** 2
 GiB = 1024 ** 3
 
 MIN_LV_SIZE = 256 * MiB
+MAX_BYTES = 2 ** 64  # beyond any disk; sizes are also written as floats (human_size), which stop near 10**308
 SWAP_CEILING = 32 * GiB  # default swap follows the RAM size up to this
 
 DEFAULT_OPTIONS = {
@@ -54,7 +55,7 @@ DEFAULT_OPTIONS = {
 # udev names by-id links with A-Z a-z 0-9 # + - . : = @ _ and \xNN escapes for anything else
 BY_ID_LINK = re.compile(r"^/dev/disk/by-id/[A-Za-z0-9][A-Za-z0-9#+.:=@_\\-]*\Z")
 PARTITION_LINK = re.compile(r"-part[0-9]+\Z")
-DIGITS = re.compile(r"^\s*[0-9]+\s*\Z")
+DIGITS = re.compile(r"^\s*[0-9]{1,30}\s*\Z")
 LETTERED_NAME = re.compile(r"^(sd|vd|hd|xvd)([a-z]+)\Z")
 WWN_SPELLING = re.compile(r"^(0x|naa\.)")
 
@@ -103,7 +104,13 @@ def effective_options(options, ram_bytes):
 def require_size(key, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise PlanError("%s must be a whole number of bytes (0 or more), got %r" % (key, value))
-    return value
+    return within_any_disk(key, value)
+
+
+def within_any_disk(what, size):
+    if size > MAX_BYTES:
+        raise PlanError("%s of %d bytes is beyond any disk (2^64 at most)" % (what, size))
+    return size
 
 
 # Disks
@@ -158,13 +165,13 @@ def device_path(name, path):
 
 
 def whole_bytes(name, value):
-    """An int, an integral float or a string of digits as a whole number of bytes (0 or more)."""
+    """An int, an integral float or a string of digits as a whole number of bytes (0 to 2^64)."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
+        return within_any_disk("disk %s: size" % name, value)
     if isinstance(value, float) and value.is_integer() and value >= 0:
-        return int(value)
+        return within_any_disk("disk %s: size" % name, int(value))
     if isinstance(value, str) and DIGITS.match(value):
-        return int(value)
+        return within_any_disk("disk %s: size" % name, int(value))
     raise PlanError("disk %s: size must be a whole number of bytes (0 or more), got %r" % (name, value))
 
 

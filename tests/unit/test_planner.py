@@ -757,3 +757,16 @@ def test_the_same_serial_on_disks_of_different_sizes_or_a_placeholder_id_does_no
     plan = plan_storage(disks, RAM)
     assert plan["excluded"] == []
     assert [d["name"] for d in plan["disks"]] == ["sda", "sdb", "sdc", "sdd"]
+
+
+def test_a_size_beyond_any_disk_is_refused_before_it_reaches_a_float():
+    # human_size divides as floats: 10**400 bytes raised OverflowError in the notes and the summary
+    with pytest.raises(PlanError) as error:
+        plan_storage([ssd("sda"), ssd("sdb", 10 ** 400)], RAM)
+    assert str(error.value) == "disk sdb: size of %d bytes is beyond any disk (2^64 at most)" % 10 ** 400
+    with pytest.raises(PlanError) as error:
+        plan_storage([ssd("sda")], RAM, {"slash_size": 10 ** 400})
+    assert str(error.value) == "slash_size of %d bytes is beyond any disk (2^64 at most)" % 10 ** 400
+    with pytest.raises(PlanError) as error:
+        plan_storage([ssd("sda", "9" * 5000)], RAM)
+    assert str(error.value).startswith("disk sda: size must be a whole number of bytes (0 or more), got '9999")

@@ -128,3 +128,10 @@ def test_a_plan_that_cannot_be_written_fails_and_reports_no_change(tmp_path, cap
     assert result["msg"].startswith("the plan was made but cannot write %s: " % dest)
     assert blocker.read_text() == ""
     assert sorted(path.name for path in tmp_path.iterdir()) == ["not-a-directory"]
+
+
+def test_a_size_beyond_any_disk_fails_the_module_instead_of_its_summary(capsys):
+    disks = TWO_SSDS_TWO_HDDS[:3] + [disk("sdd", 10 ** 400, True)]
+    result = run_module(storage_plan.main, {"disks": disks, "ram_bytes": 8 * GiB}, capsys)
+    assert (result.get("failed"), result["msg"]) == (
+        True, "disk sdd: size of %d bytes is beyond any disk (2^64 at most)" % 10 ** 400)
