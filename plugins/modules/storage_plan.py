@@ -17,6 +17,12 @@ description:
   - The planner decides which disks are eligible and lists the others, with their reasons,
     under C(excluded). When no disk is eligible the module fails with a message naming every
     disk and why it was excluded.
+  - Two paths to one disk (the same WWN, else the same serial and size) are planned once, the first
+    in kernel name order; the other is excluded as C(second path to sdc (same WWN ...)). The paths of
+    a dm-multipath device are both excluded; multipath devices themselves are not planned.
+  - Malformed disk facts fail the module before any planning, naming the disk and the field (a name
+    that is not a kernel disk name, a C(dev) other than C(/dev/NAME), a C(path) other than C(/dev/NAME)
+    or a C(/dev/disk/by-id/) link, a size that is not a whole number of bytes).
   - The rules (grouping, RAID levels, volume groups C(main), C(swap), C(large), logical volumes)
     are documented in C(plugins/module_utils/planner.py).
 author: pre-nixos baseline engineers (@prenixos)
