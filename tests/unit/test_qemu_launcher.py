@@ -32,7 +32,18 @@ def test_machines_whose_ssh_could_never_come_up_are_refused(nics, message):
 def test_disks_are_emulated_as_their_kind_with_serials_tests_can_map_back(tmp_path):
     machine = qemu.normalise({"name": "kinds", "disks": [{"kind": k, "size": "1G"} for k in qemu.KINDS]})
     devices = [arg for arg in qemu.qemu_args(machine, "/x.iso", str(tmp_path), "tcg", 2222) if "serial=pn-" in arg]
-    assert devices == ["scsi-hd,bus=scsi0.0,drive=disk0,serial=pn-ssd1,rotation_rate=1",
-                       "scsi-hd,bus=scsi0.0,drive=disk1,serial=pn-hdd1,rotation_rate=7200",
-                       "nvme,drive=disk2,serial=pn-nvme1",
-                       "usb-storage,bus=xhci.0,drive=disk3,removable=on,serial=pn-usb1"]
+    assert devices == ["scsi-hd,bus=scsi0.0,drive=disk0,serial=pn-ssd1,rotation_rate=1,id=dev-disk0",
+                       "scsi-hd,bus=scsi0.0,drive=disk1,serial=pn-hdd1,rotation_rate=7200,id=dev-disk1",
+                       "nvme,drive=disk2,serial=pn-nvme1,id=dev-disk2",
+                       "usb-storage,bus=xhci.0,drive=disk3,removable=on,serial=pn-usb1,id=dev-disk3"]
+
+
+def test_a_gone_disk_is_left_out_and_the_others_keep_their_serials_and_files(tmp_path):
+    machine = qemu.normalise({"name": "gone", "disks": [{"kind": "hdd", "size": "1G"},
+                                                        {"kind": "hdd", "size": "1G", "gone": True},
+                                                        {"kind": "hdd", "size": "1G"}]})
+    args = qemu.qemu_args(machine, "/x.iso", str(tmp_path), "tcg", 2222)
+    assert [arg for arg in args if "serial=pn-" in arg] == [
+        "scsi-hd,bus=scsi0.0,drive=disk0,serial=pn-hdd1,rotation_rate=7200,id=dev-disk0",
+        "scsi-hd,bus=scsi0.0,drive=disk2,serial=pn-hdd3,rotation_rate=7200,id=dev-disk2"]
+    assert not [arg for arg in args if "disk1.img" in arg]

@@ -19,6 +19,10 @@ Used by ``iso/demo.sh`` and by the Molecule scenarios (``molecule/shared/create.
                                       # arguments plus these, e.g. "prenixos.storage=plan"
      "serial": True}                  # False: no serial port at all
 
+A disk with ``"gone": true`` is there only in the ``--prepare`` boot: taken out before the real
+boot (its file is kept; the other disks keep their serials). ``qemu.py add-disk`` plugs a new blank
+disk into the running machine (QMP ``blockdev-add`` + ``device_add``), as an operator adding a disk.
+
 Disk kinds: ``ssd`` is ``scsi-hd,rotation_rate=1``, ``hdd`` is ``scsi-hd,rotation_rate=7200``
 (both on virtio-scsi), ``nvme`` is ``nvme``, ``usb`` is a removable ``usb-storage``. Disk files
 are sparse raw files. NICs are ``virtio-net-pci`` on user-mode networking restricted to the guest
@@ -36,6 +40,9 @@ Command line::
     qemu.py wait-ssh --workdir build/vm/NAME --key build/id_ed25519
     qemu.py console --workdir build/vm/NAME      # stream the serial console (Ctrl-C stops)
     qemu.py stop --workdir build/vm/NAME         # the QEMU and the link-up helpers of that workdir
+    qemu.py add-disk --workdir build/vm/NAME --kind hdd --size 3G   # plug a blank disk in
+    qemu.py power-cut --workdir build/vm/NAME    # SIGKILL the QEMU: the guest's unwritten data is lost
+    qemu.py restart --workdir build/vm/NAME [--kernel-args ARGS]   # boot again on the same disks
     qemu.py accel                                # kvm or tcg, as the probe finds
 
 Only the QEMU process recorded in the workdir's pidfile is ever signalled.
@@ -202,15 +209,11 @@ def qemu_args(machine, iso, workdir, accel, port):
         counters[kind] += 1
         drive = "disk%d" % index
         serial = "pn-%s%d" % (kind, counters[kind])
+        if disk.get("gone"):
+            continue
         args += ["-drive", "file=%s,format=raw,if=none,id=%s,cache=unsafe,discard=unmap" % (
             os.path.join(workdir, "%s.img" % drive), drive)]
-        if kind == "nvme":
-            args += ["-device", "nvme,drive=%s,serial=%s" % (drive, serial)]
-        elif kind == "usb":
-            args += ["-device", "usb-storage,bus=xhci.0,drive=%s,removable=on,serial=%s" % (drive, serial)]
-        else:
-            args += ["-device", "scsi-hd,bus=scsi0.0,drive=%s,serial=%s,rotation_rate=%d" % (
-                drive, serial, ROTATION[kind])]
+        args += ["-device", disk_device(kind, drive, serial)]
     forwarded = False
     for index, nic in enumerate(machine["nics"]):
         netdev = "user,id=net%d,restrict=on" % index
@@ -222,6 +225,15 @@ def qemu_args(machine, iso, workdir, accel, port):
         nic_device = "virtio-net-pci,netdev=net%d,id=nic%d,mac=%s,romfile=" % (index, index, mac)
         args += ["-netdev", netdev, "-device", nic_device]
     return args
+
+
+def disk_device(kind, drive, serial):
+    """The ``-device`` value of a disk of ``kind`` on ``drive`` (its id: ``dev-<drive>``)."""
+    if kind == "nvme":
+        return "nvme,drive=%s,serial=%s,id=dev-%s" % (drive, serial, drive)
+    if kind == "usb":
+        return "usb-storage,bus=xhci.0,drive=%s,removable=on,serial=%s,id=dev-%s" % (drive, serial, drive)
+    return "scsi-hd,bus=scsi0.0,drive=%s,serial=%s,rotation_rate=%d,id=dev-%s" % (drive, serial, ROTATION[kind], drive)
 
 
 # ------------------------------------------------------------------ QMP
@@ -280,10 +292,11 @@ def read_pid(workdir):
     return pid
 
 
-def start(machine, iso, workdir, accel=None, keep_disks=False):
+def start(machine, iso, workdir, accel=None, keep_disks=False, port=None):
     """Create the disks, start QEMU (daemonized, paused), drop the links, run. Returns the state.
 
-    ``keep_disks`` boots on the disk files as an earlier boot (``prepare``) left them.
+    ``keep_disks`` boots on the disk files as an earlier boot (``prepare``, a power cut) left them;
+    ``port``: forward SSH from this port (a restarted machine keeps its address), else a free one.
     """
     machine = normalise(machine)
     if not os.path.isfile(iso):
@@ -308,7 +321,7 @@ def start(machine, iso, workdir, accel=None, keep_disks=False):
         kernel = extract_kernel(iso, workdir)
         accel, why = probe_accel(kernel)
     log("acceleration: %s (%s)" % (accel, why))
-    port = free_port()
+    port = port or free_port()
     args = qemu_args(machine, iso, workdir, accel, port)
     with open(os.path.join(workdir, "qemu.cmdline"), "w") as handle:
         handle.write(" ".join(args) + "\n")
@@ -337,11 +350,40 @@ def start(machine, iso, workdir, accel=None, keep_disks=False):
     return state
 
 
+def add_disk(workdir, kind, size):
+    """Plug a new blank ``kind`` disk of ``size`` into the running machine; returns its serial."""
+    if kind not in ROTATION:
+        raise SystemExit("add-disk: kind must be one of %s" % ", ".join(ROTATION))
+    if not read_pid(workdir):
+        raise SystemExit("add-disk: no VM runs from %s" % workdir)
+    number = 1
+    while os.path.exists(os.path.join(workdir, "added%d.img" % number)):
+        number += 1
+    drive = "added%d" % number
+    path = os.path.join(workdir, drive + ".img")
+    with open(path, "wb") as handle:
+        handle.truncate(size_bytes(size))
+    with open(state_path(workdir)) as handle:
+        machine = json.load(handle)["machine"]
+    # The next serial of its kind, after the machine's own disks (gone ones too) and those added before.
+    serial = "pn-%s%d" % (kind, sum(1 for disk in machine["disks"] if disk["kind"] == kind) + number)
+    qmp = QMP(os.path.join(workdir, "qmp.sock"))
+    try:
+        qmp.command("blockdev-add", driver="raw", **{"node-name": drive},
+                    file={"driver": "file", "filename": path, "cache": {"no-flush": True}}, discard="unmap")
+        qmp.command("device_add", driver="scsi-hd", bus="scsi0.0", drive=drive, serial=serial,
+                    rotation_rate=ROTATION[kind], id="dev-" + drive)
+    finally:
+        qmp.close()
+    log("plugged in %s %s disk %s (%s)" % (size, kind, serial, path))
+    return serial
+
+
 def prepare(machine, iso, workdir, key, script, accel=None, timeout=900):
     """Give the disks a past before the real boot: boot with ``prenixos.firstboot=0``, run ``script``
     (bash, as root) in the guest, power it off. The next ``start(..., keep_disks=True)`` finds the disks so."""
     quiet = dict(machine, kernel_args=" ".join(filter(None, [machine.get("kernel_args"), "prenixos.firstboot=0"])),
-                 nics=[{"link": True}])
+                 nics=[{"link": True}], disks=[dict(disk, gone=False) for disk in machine["disks"]])
     state = start(quiet, iso, workdir, accel)
     try:
         wait_ssh(workdir, key, timeout)
@@ -525,6 +567,34 @@ def is_zombie(pid):
         return False
 
 
+def power_cut(workdir, timeout=20):
+    """Kill the QEMU of ``workdir`` at once (SIGKILL, by its pidfile): what the guest had not written is lost."""
+    stop_link_up_helpers(workdir)
+    pid = read_pid(workdir)
+    if not pid:
+        raise SystemExit("power-cut: no VM runs from %s" % workdir)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while os.path.exists("/proc/%d" % pid) and not is_zombie(pid):
+        if time.monotonic() > deadline:
+            raise SystemExit("power-cut: QEMU pid %d is still there after SIGKILL" % pid)
+        time.sleep(0.1)
+    log("power cut: killed QEMU pid %d (%s)" % (pid, workdir))
+
+
+def restart(workdir, kernel_args=None):
+    """Boot the machine of ``workdir`` again on its disks as they are, SSH on the same port.
+
+    ``kernel_args``: replace the machine's boot arguments for this boot (e.g. first boot on again).
+    """
+    with open(state_path(workdir)) as handle:
+        state = json.load(handle)
+    machine = dict(state["machine"])
+    if kernel_args is not None:
+        machine["kernel_args"] = kernel_args
+    return start(machine, state["iso"], workdir, state["accel"], keep_disks=True, port=state["ssh_port"])
+
+
 def stop(workdir, timeout=20):
     """Stop the QEMU of ``workdir`` (only that process, by its pidfile)."""
     stop_link_up_helpers(workdir)
@@ -639,6 +709,15 @@ def main(argv=None):
     p_link.add_argument("--nic", type=int, required=True)
     p_link.add_argument("--after", required=True)
     p_link.add_argument("--delay", type=float, default=0)
+    p_cut = sub.add_parser("power-cut", help="kill the machine's QEMU at once (SIGKILL), keeping its disks")
+    p_cut.add_argument("--workdir", required=True)
+    p_restart = sub.add_parser("restart", help="boot the machine again on its disks, SSH on the same port")
+    p_restart.add_argument("--workdir", required=True)
+    p_restart.add_argument("--kernel-args", help="the boot arguments for this boot instead of the machine's")
+    p_add = sub.add_parser("add-disk", help="plug a new blank disk into the running machine")
+    p_add.add_argument("--workdir", required=True)
+    p_add.add_argument("--kind", default="hdd", choices=sorted(ROTATION))
+    p_add.add_argument("--size", required=True)
     sub.add_parser("accel", help="probe KVM and print kvm or tcg")
     args = parser.parse_args(argv)
 
@@ -655,6 +734,12 @@ def main(argv=None):
         stop(os.path.abspath(args.workdir))
     elif args.command == "console":
         console(os.path.abspath(args.workdir), args.announce_ssh_key, args.announce_message)
+    elif args.command == "power-cut":
+        power_cut(os.path.abspath(args.workdir))
+    elif args.command == "restart":
+        print(json.dumps(restart(os.path.abspath(args.workdir), args.kernel_args)))
+    elif args.command == "add-disk":
+        print(add_disk(os.path.abspath(args.workdir), args.kind, args.size))
     elif args.command == "link-up":
         return link_up_when(os.path.abspath(args.workdir), args.nic, args.after, args.delay)
     elif args.command == "accel":
