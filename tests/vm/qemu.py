@@ -590,6 +590,11 @@ def restart(workdir, kernel_args=None):
     with open(state_path(workdir)) as handle:
         state = json.load(handle)
     machine = dict(state["machine"])
+    boot = 1
+    while os.path.exists(os.path.join(workdir, "serial-boot%d.log" % boot)):
+        boot += 1
+    if os.path.exists(state["serial_log"]):  # the console of the boot before, kept
+        os.replace(state["serial_log"], os.path.join(workdir, "serial-boot%d.log" % boot))
     if kernel_args is not None:
         machine["kernel_args"] = kernel_args
     return start(machine, state["iso"], workdir, state["accel"], keep_disks=True, port=state["ssh_port"])
