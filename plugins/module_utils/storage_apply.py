@@ -19,9 +19,13 @@ How a run goes
        that disk), a name (array, VG) the plan needs that is taken by something outside the plan.
     3. Take the inventory: everything on each planned disk is "ours" (what this plan builds, at the
        planned place, under the planned name) or "foreign". Foreign content without ``wipe`` →
-       refuse, naming each disk and what is on it; nothing has run.
-    4. With ``wipe``: tear down, leaf to root, every stack on the disks with foreign content (and on
-       planned disks those stacks share), re-read, and verify that nothing is left there.
+       refuse, naming each disk and what is on it; nothing has run. A disk blkid calls blank whose
+       first or last MiB is not zero (or that ends in a backup GPT header) holds unknown data: foreign.
+    4. With ``wipe``: plan the whole teardown, leaf to root, of every stack on the disks with foreign
+       content (and on planned disks those stacks share); refuse it, before any command, when a holder
+       no kind removes is in the way (dm-crypt, multipath, bcache, a loop device: named, with what to
+       do); run it (the disks' first and last MiB zeroed last), re-read, and verify that nothing is
+       left there.
     5. Build: each kind's steps, in the order of ``Builder.build``, each emitted only when the state
        differs from the plan.
     6. Re-read and check that building again would do nothing; else fail with what is missing.
@@ -60,6 +64,7 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.runner import Co
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_inventory import (
     PlanView,
     check_disks,
+    check_teardown,
     foreign_message,
     leftovers,
     stack_reach,
@@ -97,7 +102,11 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.storage_kind_par
     disk_layout,
     planned_disk_layout,
 )
-from ansible_collections.prenixos.baseline.plugins.module_utils.storage_state import StateError, read_state
+from ansible_collections.prenixos.baseline.plugins.module_utils.storage_state import (
+    StateError,
+    read_disk_edges,
+    read_state,
+)
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_step import (
     PARTITION_STAGE,
     PREVIOUS_STAGE,
@@ -117,7 +126,7 @@ TOOLS = (
     "sh", "blkid", "lsblk", "partx", "udevadm", "sgdisk", "wipefs", "mdadm",
     "pvs", "vgs", "lvs", "pvcreate", "vgcreate", "vgextend", "lvcreate", "lvchange",
     "vgchange", "vgremove", "pvremove", "mkfs.vfat", "mkfs.ext4", "mkswap",
-    "mkdir", "mount", "umount", "swapon", "swapoff",
+    "mkdir", "mount", "umount", "swapon", "swapoff", "dd",
 )
 
 
@@ -212,6 +221,8 @@ class Guard(PartitionGuard, ArrayGuard, VolumeGuard, MountGuard):
         for arg in argv[1:]:
             if arg.startswith("/dev/"):
                 self.check_path(argv, arg)
+            elif "=/dev/" in arg and not (os.path.basename(argv[0]) == "dd" and arg == "if=/dev/zero"):
+                self.check_path(argv, arg.split("=", 1)[1])  # dd's of=/dev/sdc
         self.check_volume_names(argv)
         self.check_mount_target(argv)
 
@@ -272,7 +283,8 @@ class Applier:
     """One run of storage_apply: read, refuse or tear down, build, verify (see the module docstring)."""
 
     def __init__(self, plan, runner, tools=None, root="/mnt", wipe=False, check_mode=False, settle_timeout=30,
-                 sysfs_root="/sys", proc_root="/proc", dev_root="/dev", sleep=time.sleep, clock=time.monotonic):
+                 sysfs_root="/sys", proc_root="/proc", dev_root="/dev", sleep=time.sleep, clock=time.monotonic,
+                 read_edges=read_disk_edges):
         self.view = PlanView(plan)
         if not is_clean_abspath(root) or root == "/":
             raise ApplyError("root must be a clean absolute path other than /, got %r" % (root,))
@@ -285,13 +297,14 @@ class Applier:
         self.roots = {"sysfs_root": sysfs_root, "proc_root": proc_root, "dev_root": dev_root}
         self.dev_root = dev_root
         self.sleep, self.clock = sleep, clock
+        self.read_edges = read_edges  # how the first and last MiB of a blank disk are read (tests: their machine's)
         self.executed = []
         self.notes = []
 
     def read(self):
         try:
             return read_state(self.runner, list(self.view.disks), self.tools.paths, settle_timeout=self.settle_timeout,
-                              **self.roots)
+                              read_edges=self.read_edges, **self.roots)
         except StateError as err:
             raise ApplyError("cannot read the storage state: %s" % err) from None
         except CommandError as err:
@@ -315,6 +328,7 @@ class Applier:
         planned = []
         if wiped:
             teardown = teardown_steps(state, wiped, self.tools, self.settle_timeout)
+            check_teardown(state, wiped)
             self.guard(teardown, Guard(self.view, state, self.root, wiped))
             planned += teardown
             if self.check_mode:

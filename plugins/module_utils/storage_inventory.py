@@ -10,8 +10,13 @@ identity (``check_disks``), the stacks a disk shares (``stack_reach``, ``wipe_cl
 order of the teardown.
 
 Teardown (``wipe: true``), leaf to root: the mounts and swap, LVM, the arrays, the partition
-tables (each kind's ``teardown_*``), then a settle. A killed teardown leaves less foreign content
-than before; the next run (with ``wipe``) tears down the rest.
+tables and the disks' edges (each kind's ``teardown_*``), then a settle. A killed teardown leaves
+less foreign content than before; the next run (with ``wipe``) tears down the rest.
+
+Before any of it runs, ``check_teardown`` looks for what no kind room can remove: a device of a type
+no room knows (dm-crypt, multipath, bcache...) stacked on a disk to wipe, a holder only sysfs shows,
+a loop device on one of its devices. Any of them stops the run, naming it and what to do: the
+teardown would otherwise stop halfway, at the first ``wipefs`` that finds the device busy.
 
 May import storage_step, storage_state(_model), storage_contract, block_devices and the storage_kind_* rooms;
 not storage_apply.
@@ -51,6 +56,7 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.storage_kind_md 
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_kind_partition import (
     PartitionInventory,
     PartitionPlan,
+    describe_edges,
     teardown_tables,
 )
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_step import (
@@ -153,13 +159,16 @@ def take_inventory(view, state, root):
     return inventory
 
 
+# The lsblk node types a kind room classifies and tears down, and the room (``classify_<room>``).
+ROOM_OF_TYPE = dict({"part": "partition", "lvm": "volume"}, **{md_type: "array" for md_type in MD_TYPES})
+
+
 class Classifier(PartitionInventory, ArrayInventory, VolumeInventory):
     """Classifies one planned disk and everything stacked on it, each device by its kind."""
 
     def __init__(self, view, state, root, disk, inventory):
         self.view, self.state, self.root, self.disk, self.inventory = view, state, root, disk, inventory
-        self.by_type = {"part": self.classify_partition, "lvm": self.classify_volume}
-        self.by_type.update((md_type, self.classify_array) for md_type in MD_TYPES)
+        self.by_type = {kind: getattr(self, "classify_" + room) for kind, room in ROOM_OF_TYPE.items()}
 
     def foreign(self, what):
         self.inventory.add(self.disk, what)
@@ -170,8 +179,8 @@ class Classifier(PartitionInventory, ArrayInventory, VolumeInventory):
             kind = self.state.node_type(kname)
             if kind in self.by_type:
                 self.by_type[kind](kname)
-            else:
-                self.foreign("%s device %s%s" % (kind or "unknown", kname, self.usage(kname)))
+        for device, holder in holders_in_the_way(self.state, [self.disk]):
+            self.foreign("%s%s" % (held_by(self.state, device, holder), self.usage(holder)))
         self.classify_volume_groups()
 
     def content_is_ours(self, kname, planned_device):
@@ -269,6 +278,70 @@ def wipe_closure(view, state, seed):
     return sorted(disks), conflicts
 
 
+# How a holder no kind room removes is named, and what the operator does about it ({name}: its dm name).
+HOLDER_KINDS = {
+    "crypt": ("dm-crypt device", "close it (cryptsetup close {name}) or remove it"),
+    "mpath": ("multipath device", "flush it (multipath -f {name})"),
+    "dm": ("device-mapper device", "remove it (dmsetup remove {name})"),
+    "loop": ("loop device", "detach it (losetup -d /dev/{kname})"),
+    "bcache": ("bcache device", "stop it (echo 1 > /sys/block/{kname}/bcache/stop)"),
+}
+
+
+def holders_in_the_way(state, disks):
+    """``[(device, holder)]``: what holds a device on ``disks`` that no kind room tears down, each holder once.
+
+    A device stacked there of a type no room knows, a holder only sysfs shows, a loop device on one
+    of the devices.
+    """
+    found, seen = [], set()
+    for disk in disks:
+        for kname in [disk] + state.descendants(disk):
+            unknown = [child for child in state.children.get(kname, []) if state.node_type(child) not in ROOM_OF_TYPE]
+            for holder in unknown + state.holders.get(kname, []):
+                if holder not in seen:
+                    seen.add(holder)
+                    found.append((kname, holder))
+    return found
+
+
+def holder_kind(state, kname):
+    """The HOLDER_KINDS key of a holder: its lsblk type, else what its kernel name says (bcache0, dm-3, loop1)."""
+    for prefix, kind in (("bcache", "bcache"), ("dm-", "dm"), ("loop", "loop")):
+        if kname.startswith(prefix) and (kind == "bcache" or state.node_type(kname) is None):
+            return kind
+    return state.node_type(kname)
+
+
+def held_by(state, device, holder):
+    """``sdc2 is held by dm-crypt device luks-0a1b (crypt)``."""
+    listed = state.node_type(holder)
+    kind = holder_kind(state, holder)
+    what = HOLDER_KINDS[kind][0] if kind in HOLDER_KINDS else "%s device" % (kind or "unknown")
+    name = (state.nodes.get(holder) or {}).get("name") or holder
+    return "%s is held by %s %s (%s)" % (device, what, name, listed or "not listed by lsblk")
+
+
+def what_to_do(state, holder):
+    kind = holder_kind(state, holder)
+    if kind not in HOLDER_KINDS:
+        return "remove it"
+    name = (state.nodes.get(holder) or {}).get("name") if holder in state.nodes else "/dev/" + holder
+    return HOLDER_KINDS[kind][1].format(name=name or holder, kname=holder)
+
+
+def check_teardown(state, disks):
+    """Refuse, before any command, a teardown of ``disks`` that a holder no kind room removes would stop halfway."""
+    in_the_way = holders_in_the_way(state, disks)
+    if not in_the_way:
+        return
+    held = [held_by(state, device, holder) for device, holder in in_the_way]
+    advice = ["%s; %s, then run again" % (why, what_to_do(state, holder))
+              for why, (_device, holder) in zip(held, in_the_way, strict=True)]
+    raise ApplyError("refusing to wipe %s: %s; nothing was changed" % (", ".join(disks), "; ".join(advice)),
+                     held=held)
+
+
 def teardown_steps(state, disks, tools, settle_timeout):
     """Leaf-to-root teardown of everything on ``disks``: each kind tears down its own, the leaves first."""
     scope = set(disks)
@@ -291,6 +364,12 @@ def leftovers(state, disks):
         probe = state.probe(disk)
         if probe:
             found.append("%s: %s" % (disk, describe_probe(probe)))
+        unknown = describe_edges(state.edges.get(disk))
+        if unknown:
+            found.append("%s: %s" % (disk, unknown))
+        for kname in [disk] + state.descendants(disk):
+            for holder in state.holders.get(kname, []):
+                found.append("%s: %s" % (disk, held_by(state, kname, holder)))
         if state.tables.get(disk):
             found.append("%s: partition table with %d partition(s)" % (disk, len(state.tables[disk])))
         for kname in state.descendants(disk):

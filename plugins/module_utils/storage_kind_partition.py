@@ -20,8 +20,13 @@ The build steps, stage 1, and why each one is safe to re-run after a kill betwee
     Run whenever the kernel does not list a planned partition, so a kill between ``sgdisk`` and
     the kernel's re-read is finished by the next run.
 
+Unknown data: a disk blkid calls blank whose first or last MiB is not all zero, or that ends in a
+backup GPT header (``storage_state`` reads the edges), holds data no signature names (plain dm-crypt,
+raw data, a GPT whose primary copy was zeroed): it is foreign.
+
 Teardown, the last of the kinds: ``wipefs -a`` on the partitions then the disk, ``sgdisk
---zap-all``.
+--zap-all``, then ``dd`` zeroing the disk's first and last MiB (what is left of a filesystem or a
+table beyond the magic wipefs erases), so that the check after the teardown finds the disk blank.
 
 May import storage_step, storage_state(_model) and storage_contract; no other room.
 """
@@ -69,6 +74,22 @@ def describe_partition(entry):
     code = GUID_CODES.get(entry.get("type") or "", entry.get("type") or "no type")
     name = ' "%s"' % entry["name"] if entry.get("name") else ""
     return "partition %d%s (%s, %s)" % (entry["number"], name, code, human_size(entry.get("size") or 0))
+
+
+def describe_edges(edges):
+    """``unknown data (first MiB not zero; ...)`` from what was read at a blank disk's edges; None when all zero."""
+    if not edges:
+        return None
+    reasons = []
+    if edges.get("error"):
+        reasons.append("reading it failed: %s" % edges["error"])
+    if edges.get("head"):
+        reasons.append("first MiB not zero")
+    if edges.get("backup_gpt"):
+        reasons.append("backup GPT header at the end")
+    elif edges.get("tail"):
+        reasons.append("last MiB not zero")
+    return "unknown data (%s)" % "; ".join(reasons) if reasons else None
 
 
 def describe_table_entry(entry):
@@ -146,6 +167,9 @@ class PartitionInventory:
         probe = state.probe(self.disk)
         if probe.get("AMBIVALENT") or probe.get("TYPE"):
             self.foreign("%s on the whole disk" % describe_probe(probe))
+        unknown = describe_edges(state.edges.get(self.disk))
+        if unknown:
+            self.foreign(unknown)
         pttype = probe.get("PTTYPE")
         if pttype and pttype != "gpt":
             self.foreign("%s partition table" % pttype)
@@ -195,6 +219,27 @@ def teardown_tables(state, disks, tools, settle_timeout):
             steps.append(Step([tools("wipefs"), "-a", device], "wipe signatures on %s" % device))
         steps.append(Step([tools("wipefs"), "-a", "/dev/" + disk], "wipe signatures on /dev/%s" % disk))
         steps.append(Step([tools("sgdisk"), "--zap-all", "/dev/" + disk], "destroy the partition tables of %s" % disk))
+        steps += zero_edges(tools, disk, state.node_size(disk) or 0)
+    return steps
+
+
+def zero_edges(tools, disk, size):
+    """``dd`` zeroing the first and the last MiB of ``disk`` (on a disk under 2 MiB they overlap; under 1 MiB, one).
+
+    Writes go around the page cache (``oflag=direct``) in blocks that divide both the offset and the
+    length, so the last MiB of a disk whose size is no whole number of MiB is covered exactly.
+    """
+    length = min(size, MiB)
+    offsets = [0] + ([size - length] if size > length else [])
+    steps = []
+    for offset in offsets if length else []:
+        block = next(b for b in (MiB, 4 * KiB, 512, 1) if offset % b == 0 and length % b == 0)
+        argv = [tools("dd"), "if=/dev/zero", "of=/dev/" + disk, "bs=%s" % ("1M" if block == MiB else block),
+                "count=%d" % (length // block)]
+        if offset:
+            argv.append("seek=%d" % (offset // block))
+        argv += ["conv=fsync", "oflag=direct"]
+        steps.append(Step(argv, "zero the %s MiB of %s" % ("last" if offset else "first", disk)))
     return steps
 
 
@@ -279,7 +324,7 @@ def disk_layout(state, disk):
         return "%s: %s" % (probe["PTTYPE"], entries or "no partitions")
     if probe:
         return describe_probe(probe)
-    return "blank"
+    return describe_edges(state.edges.get(disk)) or "blank"
 
 
 def planned_disk_layout(view, disk, current):

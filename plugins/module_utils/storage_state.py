@@ -26,6 +26,13 @@ Sources, and why each one:
     LVM, including volume groups whose LVs are not active.
 ``/proc/self/mountinfo``, ``/proc/swaps``
     mounts and active swap.
+``/sys/class/block/KNAME/holders``, ``/sys/block/LOOP/loop/backing_file`` (devices on a planned disk)
+    what holds a device that lsblk does not list under it: a holder only sysfs shows, a loop device
+    on the device itself. The teardown cannot remove them; a wipe must stop before it starts.
+the first and the last MiB of a planned disk blkid calls blank (``read_disk_edges``, read-only)
+    data no signature names (plain dm-crypt, raw data, a backup GPT whose primary was zeroed): not
+    all zero, or a GPT header in the last sector, is unknown data. Read with Python, not a command,
+    and only for those disks: a blank disk costs 2 MiB of reading.
 
 The boot disk is resolved by ``block_devices.BootMediumResolver`` (the same code ``disk_facts`` uses),
 from the live mounts: sources of ``/``, ``/usr``, ``/boot``, ``/boot/efi`` and the live-medium
@@ -33,6 +40,7 @@ mountpoints, followed through partitions, dm/md slaves and loop backing files.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -41,6 +49,7 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.block_devices im
     LSBLK_ARGS,
     BootMediumResolver,
     DiskFactsError,
+    loop_backing_file,
     parse_lsblk,
     parse_mountinfo,
 )
@@ -66,6 +75,10 @@ MDSTAT_LEVELS = ("linear", "multipath", "faulty", "raid0", "raid1", "raid4", "ra
 PAIR = re.compile(r'(?P<key>[A-Z_%:]+)="(?P<value>(?:[^"\\]|\\.)*)"')
 HEX_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
 OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+EDGE = 1024 ** 2  # how much of each end of a blank disk is read
+GPT_SIGNATURE = b"EFI PART"  # the first bytes of a GPT header
+GPT_HEADER_SECTORS = (512, 4096)  # the backup header fills the last logical sector: 512 bytes, or 4096 on a 4Kn disk
 
 # ``sh -c EACH_SCRIPT NAME TOOL DEVICE...`` runs ``TOOL OPTIONS DEVICE`` for every device given after the
 # tool's path (blkid -p, partx --pairs, mdadm --detail/--examine), each output followed by its exit code on a
@@ -363,12 +376,90 @@ def tool(tools, name):
     return (tools or {}).get(name, name)
 
 
+def read_exactly(handle, offset, length):
+    handle.seek(offset)
+    data = b""
+    while len(data) < length:
+        chunk = handle.read(length - len(data))
+        if not chunk:
+            raise OSError(errno.EIO, "read %d of %d bytes at offset %d" % (len(data), length, offset))
+        data += chunk
+    return data
+
+
+def read_disk_edges(path, size):
+    """``{head, tail, backup_gpt}`` of the disk at ``path`` (``size`` bytes, as lsblk says), opened read-only.
+
+    ``head``/``tail``: a byte of the first/last MiB is not zero (on a disk under 2 MiB the two overlap,
+    under 1 MiB each is the whole disk); ``backup_gpt``: a GPT header starts the last 512-byte sector or
+    the last 4096-byte one. Raises OSError when a read fails or the device ends before ``size``.
+    """
+    length = min(size, EDGE)
+    with open(path, "rb", buffering=0) as handle:
+        head = read_exactly(handle, 0, length)
+        tail = head if size <= EDGE else read_exactly(handle, size - length, length)
+    return {
+        "head": head.count(0) != len(head),
+        "tail": tail.count(0) != len(tail),
+        "backup_gpt": any(tail[-sector:].startswith(GPT_SIGNATURE) for sector in GPT_HEADER_SECTORS
+                          if len(tail) >= sector),
+    }
+
+
+def read_holders(state, disks, sysfs_root):
+    """Holders of the devices on ``disks`` that lsblk does not list under them: ``{kname: [holder knames]}``.
+
+    From ``/sys/class/block/KNAME/holders`` and from the loop devices whose backing file is such a
+    device (a loop holds its device open without being its holder in sysfs).
+    """
+    scope = [kname for disk in disks for kname in [disk] + state.descendants(disk)]
+    holders = {}
+    for kname in scope:
+        path = os.path.join(sysfs_root, "class", "block", kname, "holders")
+        try:
+            names = sorted(os.listdir(path))
+        except (FileNotFoundError, NotADirectoryError):
+            names = []
+        except OSError as err:
+            raise StateError("cannot list %s: %s" % (path, err.strerror or err)) from None
+        for name in names:
+            if name not in state.children.get(kname, []) and name not in holders.get(kname, []):
+                holders.setdefault(kname, []).append(name)
+    for name in sorted(kname for kname, node in state.nodes.items() if node.get("type") == "loop"):
+        try:
+            backing = loop_backing_file(sysfs_root, name)
+        except DiskFactsError as err:
+            raise StateError(str(err)) from None
+        target = state.kname_of(backing) if backing and backing.startswith("/dev/") else None
+        if target in scope and name not in holders.get(target, []):
+            holders.setdefault(target, []).append(name)
+    return holders
+
+
+def read_edges_of_blank_disks(state, disks, dev_root, read_edges):
+    """``{disk: edges}`` for each of ``disks`` blkid calls blank; a failed read is ``{"error": why}``."""
+    edges = {}
+    for disk in disks:
+        if state.probe(disk):
+            continue
+        size = state.node_size(disk)
+        try:
+            if size is None:
+                raise OSError(errno.EINVAL, "lsblk gives no size")
+            edges[disk] = read_edges(os.path.join(dev_root, disk), size)
+        except OSError as err:
+            edges[disk] = {"error": err.strerror or str(err)}
+    return edges
+
+
 def read_state(runner, disk_names, tools=None, sysfs_root="/sys", proc_root="/proc", dev_root="/dev",
-               settle_timeout=30):
+               settle_timeout=30, read_edges=read_disk_edges):
     """Read everything ``storage_apply`` decides on. Only read-only commands are run.
 
-    ``disk_names`` are the planned disks: their devices are probed with ``blkid -p`` and their
-    on-disk tables read with ``partx``. Raises StateError or the runner's CommandError.
+    ``disk_names`` are the planned disks: their devices are probed with ``blkid -p``, their on-disk
+    tables read with ``partx``, their holders read from sysfs, and the edges of those blkid calls
+    blank read by ``read_edges(path under dev_root, size)`` (``read_disk_edges``; tests pass their
+    machine's). Raises StateError or the runner's CommandError.
     """
     runner.run([tool(tools, "udevadm"), "settle", "-t", str(settle_timeout)], check=False)
     out = runner.run([tool(tools, "lsblk")] + list(LSBLK_ARGS))[1]
@@ -414,7 +505,7 @@ def read_state(runner, disk_names, tools=None, sysfs_root="/sys", proc_root="/pr
     state.probes.update(zip(to_probe, probes, strict=True))
     present = [disk for disk in disk_names if state.present(disk)]
     state.tables.update((disk, None) for disk in present)
-    tabled = [disk for disk in present if state.probes[disk].get("PTTYPE")]
+    tabled = [disk for disk in present if state.probe(disk).get("PTTYPE")]
     tables, err = run_each(runner, tools, "partx", PARTX_ARGS, ["/dev/" + disk for disk in tabled])
     for disk, (rc, out) in zip(tabled, tables, strict=True):
         device = "/dev/" + disk
@@ -428,6 +519,8 @@ def read_state(runner, disk_names, tools=None, sysfs_root="/sys", proc_root="/pr
     for kname, path, (rc, out) in zip(members, paths, examined, strict=True):
         if rc == 0:
             state.superblocks[kname] = parse_mdadm_examine(out, path)
+    state.holders = read_holders(state, present, sysfs_root)
+    state.edges = read_edges_of_blank_disks(state, present, dev_root, read_edges)
     return state
 
 

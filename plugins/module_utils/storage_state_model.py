@@ -38,6 +38,8 @@ class StorageState:
     ``pvs`` / ``vgs`` / ``lvs``  as parsed; ``pv_knames`` pv_name → kname
     ``mounts``           mountinfo entries with ``kname`` added; ``swaps`` knames (or paths)
     ``boot_disks``       top-level disks the running system lives on
+    ``holders``          kname → holders lsblk does not list under it (sysfs, loops on the device)
+    ``edges``            planned disk blkid calls blank → ``{head, tail, backup_gpt}`` (or ``{error}``)
     """
 
     def __init__(self, top_level, mounts, dev_root="/dev"):
@@ -69,6 +71,8 @@ class StorageState:
         self.lvs = {}
         self.swaps = []
         self.boot_disks = set()
+        self.holders = {}
+        self.edges = {}
 
     # -- devices
 
@@ -278,6 +282,9 @@ class StorageState:
         blank.lvs = {key: lv for key, lv in self.lvs.items() if lv["vg"] not in gone_vgs}
         blank.swaps = [name for name in self.swaps if name not in gone]
         blank.boot_disks = set(self.boot_disks)
+        blank.holders = {name: list(found) for name, found in self.holders.items()
+                         if name not in gone and name not in disks}
+        blank.edges = {name: edges for name, edges in self.edges.items() if name not in disks}
         return blank
 
 

@@ -221,14 +221,22 @@ TEARDOWN_OLD_STACK = [
     "wipefs -a /dev/sdc1",
     "wipefs -a /dev/sdc",
     "sgdisk --zap-all /dev/sdc",
+    "dd if=/dev/zero of=/dev/sdc bs=1M count=1 conv=fsync oflag=direct",
+    "dd if=/dev/zero of=/dev/sdc bs=1M count=1 seek=16383 conv=fsync oflag=direct",
     "wipefs -a /dev/sdd1",
     "wipefs -a /dev/sdd",
     "sgdisk --zap-all /dev/sdd",
+    "dd if=/dev/zero of=/dev/sdd bs=1M count=1 conv=fsync oflag=direct",
+    "dd if=/dev/zero of=/dev/sdd bs=1M count=1 seek=16383 conv=fsync oflag=direct",
     "wipefs -a /dev/sde1",
     "wipefs -a /dev/sde",
     "sgdisk --zap-all /dev/sde",
+    "dd if=/dev/zero of=/dev/sde bs=1M count=1 conv=fsync oflag=direct",
+    "dd if=/dev/zero of=/dev/sde bs=1M count=1 seek=24575 conv=fsync oflag=direct",
     "wipefs -a /dev/sdf",
     "sgdisk --zap-all /dev/sdf",
+    "dd if=/dev/zero of=/dev/sdf bs=1M count=1 conv=fsync oflag=direct",
+    "dd if=/dev/zero of=/dev/sdf bs=1M count=1 seek=24575 conv=fsync oflag=direct",
     "udevadm settle -t 30",
 ]
 
@@ -417,9 +425,9 @@ def test_check_mode_with_wipe_lists_the_teardown_and_the_build_and_runs_none(tmp
 def test_a_teardown_that_leaves_something_behind_stops_before_building(tmp_path):
     machine = default_machine(tmp_path)
     old_stack(machine)
-    for name in ("do_wipefs", "do_sgdisk"):
+    for name in ("do_wipefs", "do_sgdisk", "do_dd"):
         real = getattr(machine, name)
-        setattr(machine, name, lambda argv, real=real: "" if argv[-1].startswith("/dev/sde") else real(argv))
+        setattr(machine, name, lambda argv, real=real: "" if any("/dev/sde" in arg for arg in argv) else real(argv))
     error = refused(machine, wipe=True)
     assert error.msg.startswith("the teardown did not leave sdc, sdd, sde, sdf blank: sde: dos partition table")
     assert not [argv for argv in machine.mutating_commands() if "--clear" in argv]
@@ -838,7 +846,7 @@ def test_a_teardown_killed_anywhere_is_finished_by_the_next_run_with_wipe_and_re
         assert leftover.msg.startswith("Refusing to change disks that hold data this plan did not make")
         assert machine.mutations == []
     else:
-        assert kill_at == len(seen) - 1 and seen[-1] == ["sgdisk", "--zap-all", "/dev/sdf"]  # all was blank
+        assert kill_at == len(seen) - 1 and seen[-1] == TEARDOWN_OLD_STACK[-2].split()  # all was blank
     apply(machine, wipe=True)
     assert machine.summary()["mounts"] == BUILT_DEFAULT["mounts"]
     assert set(machine.summary()["vgs"]) == {"main", "main_1", "swap", "large"}

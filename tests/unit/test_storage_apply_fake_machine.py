@@ -81,8 +81,9 @@ def part_name(disk, number):
 class FakeMachine:
     def __init__(self, tmp_path):
         self.base = tmp_path
+        # what the engine reads the machine through: its roots, and the edges of its disks (``read_edges``)
         self.roots = {"sysfs_root": str(tmp_path / "sys"), "proc_root": str(tmp_path / "proc"),
-                      "dev_root": str(tmp_path / "dev")}
+                      "dev_root": str(tmp_path / "dev"), "read_edges": self.read_edges}
         self.disks = {}  # name -> {size, rotational, transport, removable, by_id, table, parts, kernel}
         self.sigs = {}  # kname -> {"TYPE", "LABEL", "UUID", ...}
         self.superblocks = {}  # kname -> {name, uuid, level, devices, events}
@@ -93,7 +94,9 @@ class FakeMachine:
         self.mounts = []  # {kname, source, target, fstype}
         self.swaps = []
         self.dirs = set()
-        self.loops = {}  # loop kname -> backing file
+        self.loops = {}  # loop kname -> backing file (or /dev/KNAME: a loop on a block device)
+        self.mappings = {}  # dm kname -> {name, type (crypt, mpath, dm), parents, listed (lsblk shows it)}
+        self.edge_reads = []  # the disks whose first and last MiB the engine read, in order
         self.busy_targets = set()
         self.hidden_nodes = set()
         self.numbers = {}
@@ -118,7 +121,8 @@ class FakeMachine:
     def add_disk(self, name, size, rotational=False, transport="sata", removable=False):
         self.disks[name] = {"size": size, "rotational": rotational, "transport": transport, "removable": removable,
                             "by_id": "%s-FAKE_%s" % ("nvme" if name.startswith("nvme") else "ata", name),
-                            "table": None, "guid": None, "parts": {}, "kernel": set()}
+                            "table": None, "guid": None, "parts": {}, "kernel": set(),
+                            "edges": {"head": False, "tail": False, "backup_gpt": False}, "edges_error": None}
         self.sync()
         return self
 
@@ -159,6 +163,27 @@ class FakeMachine:
         for lv_name, size in lvs:
             self.lvs[(name, lv_name)] = {"size": size, "active": True, "dm": self.new_dm()}
         self.sync()
+
+    def add_mapping(self, parents, name, kind="crypt", listed=True, kname=None):
+        """A holder no kind of the engine makes: dm-crypt (``kind`` crypt), multipath (mpath), a bare dm table
+        (dm), or with ``kname`` a device of its own (bcache0) over ``parents``; ``listed=False``: lsblk does not
+        show it, only sysfs holders do."""
+        dm = kname or self.new_dm()
+        self.mappings[dm] = {"name": name, "type": kind, "parents": list(parents), "listed": listed}
+        if kind == "crypt":
+            for parent in parents:
+                self.sigs.setdefault(parent, {"TYPE": "crypto_LUKS", "UUID": self.uuid()})
+        self.sync()
+        return dm
+
+    def attach_loop(self, backing):
+        """``losetup --find`` on a block device: the loop holds it open, and lsblk shows the loop on its own."""
+        kname = "loop%d" % len(self.loops)
+        while kname in self.loops:
+            kname += "0"
+        self.loops[kname] = backing
+        self.sync()
+        return kname
 
     def pull_disk(self, name):
         """The disk drops out (pulled, or its controller gave up): its nodes go; arrays mark its members faulty."""
@@ -261,8 +286,11 @@ class FakeMachine:
         for lv in self.lvs.values():
             if lv["dm"] == kname:
                 return lv["size"]
+        if kname in self.mappings:
+            return min(self.size_of(parent) for parent in self.mappings[kname]["parents"])
         if kname in self.loops:
-            return GiB
+            backing = self.resolve(self.loops[kname])
+            return self.size_of(backing) if backing else GiB
         raise KeyError(kname)
 
     def partition_of(self, kname):
@@ -292,7 +320,7 @@ class FakeMachine:
             names += [part_name(disk, n) for n in sorted(entry["kernel"])]
         names += list(self.arrays)
         names += [lv["dm"] for lv in self.lvs.values() if lv["active"]]
-        return names
+        return names + list(self.mappings)
 
     def exists(self, kname):
         return kname in self.knames()
@@ -302,6 +330,8 @@ class FakeMachine:
         return self.exists(kname) and not (kname in self.arrays and not self.arrays[kname]["active"])
 
     def node_path(self, kname):
+        if kname in self.mappings and kname.startswith("dm-"):
+            return "/dev/mapper/" + self.mappings[kname]["name"]
         for (vg, name), lv in self.lvs.items():
             if lv["dm"] == kname:
                 return "/dev/mapper/%s-%s" % (vg.replace("-", "--"), name.replace("-", "--"))
@@ -324,6 +354,9 @@ class FakeMachine:
             if lv["active"] and rest in ("%s/%s" % (vg, name), "mapper/%s-%s" % (vg.replace("-", "--"),
                                                                                  name.replace("-", "--"))):
                 return lv["dm"]
+        for dm, mapping in self.mappings.items():
+            if rest == "mapper/" + mapping["name"]:
+                return dm
         return rest if self.exists(rest) else None
 
     def parents(self, kname):
@@ -332,6 +365,8 @@ class FakeMachine:
             return [located[0]]
         if kname in self.arrays:
             return list(self.arrays[kname]["members"])
+        if kname in self.mappings:
+            return list(self.mappings[kname]["parents"])
         for (vg, _lv_name), lv in self.lvs.items():
             if lv["dm"] == kname:
                 return [pv for pv, owner in self.pvs.items() if owner == vg]
@@ -352,13 +387,14 @@ class FakeMachine:
         vg = self.pvs.get(kname)
         if vg:
             found += [lv["dm"] for (owner, _lv_name), lv in sorted(self.lvs.items()) if owner == vg and lv["active"]]
-        return found
+        return found + [dm for dm, mapping in sorted(self.mappings.items()) if kname in mapping["parents"]]
 
     def children(self, kname):
+        """What lsblk lists under ``kname``: its partitions and holders (a loop on it is not one)."""
         kids = []
         if kname in self.disks:
             kids += [part_name(kname, n) for n in sorted(self.disks[kname]["kernel"])]
-        return kids + self.holders(kname)
+        return kids + [h for h in self.holders(kname) if self.mappings.get(h, {}).get("listed", True)]
 
     def disk_stack(self, disk):
         seen, queue = set(), [disk]
@@ -366,12 +402,16 @@ class FakeMachine:
             name = queue.pop()
             if name not in seen:
                 seen.add(name)
-                queue += self.children(name)
+                queue += self.children(name) + self.holders(name)
         return seen
 
     def in_use(self, kname):
         """Mounted, active swap, or held by an array or an active LV."""
         if any(m["kname"] == kname for m in self.mounts) or kname in self.swaps:
+            return True
+        if any(kname in mapping["parents"] for mapping in self.mappings.values()):
+            return True
+        if "/dev/" + kname in self.loops.values():
             return True
         if kname in self.pvs and any(lv["active"] for (vg, _lv_name), lv in self.lvs.items() if vg == self.pvs[kname]):
             return True
@@ -456,6 +496,8 @@ class FakeMachine:
         """The disks a command reaches, resolved now, from the model (independent of the engine)."""
         reached = set()
         for arg in argv[1:]:
+            if command == "dd" and "=" in arg:  # of=/dev/sdc (if=/dev/zero reaches no disk)
+                arg = "" if arg == "if=/dev/zero" else arg.split("=", 1)[1]
             if arg.startswith("/dev/"):
                 kname = self.resolve(arg)
                 if kname is not None:
@@ -553,6 +595,8 @@ class FakeMachine:
         elif kname in self.arrays:
             array = self.arrays[kname]
             node.update(type=array["level"] if array["active"] else "md")
+        elif kname in self.mappings:
+            node.update(type=self.mappings[kname]["type"])
         elif kname in self.loops:
             node.update(type="loop")
         else:
@@ -846,15 +890,20 @@ class FakeMachine:
             raise Refused(1, "wipefs: error: %s: probing initialization failed: Device or resource busy" % argv[-1])
         if kname in self.arrays and (self.in_use(kname) or self.holders(kname)):
             raise Refused(1, "wipefs: error: %s: probing initialization failed: Device or resource busy" % argv[-1])
-        self.sigs.pop(kname, None)
+        had = self.sigs.pop(kname, None)
         self.superblocks.pop(kname, None)
         if kname in self.pvs:
             vg = self.pvs.pop(kname)
             self.drop_vg_if_empty(vg)
         if kname in self.disks:
-            self.disks[kname]["table"] = None
-            self.disks[kname]["guid"] = None
-            self.disks[kname]["parts"] = {}
+            entry = self.disks[kname]
+            # wipefs erases magic strings only: the rest of a table or a filesystem stays in the first MiB
+            # (a GPT's entries at both ends)
+            entry["edges"]["head"] = entry["edges"]["head"] or bool(entry["table"] or had)
+            entry["edges"]["tail"] = entry["edges"]["tail"] or entry["table"] == "gpt"
+            entry["table"] = None
+            entry["guid"] = None
+            entry["parts"] = {}
             self.reread(kname)
         return ""
 
@@ -863,6 +912,46 @@ class FakeMachine:
             self.vgs.pop(vg, None)
             for key in [k for k in self.lvs if k[0] == vg]:
                 del self.lvs[key]
+
+    def do_dd(self, argv):
+        """``dd if=/dev/zero of=/dev/DISK bs=B count=N [seek=S] conv=fsync oflag=direct``: zeroes what it covers."""
+        options = dict(arg.split("=", 1) for arg in argv[1:])
+        assert set(options) <= {"if", "of", "bs", "count", "seek", "conv", "oflag"}, argv
+        assert options["if"] == "/dev/zero" and options["conv"] == "fsync" and options["oflag"] == "direct", argv
+        kname = self.node(options["of"])
+        if kname not in self.disks:
+            raise AssertionError("the fake zeroes whole disks only: %s" % argv)
+        block = MiB if options["bs"] == "1M" else int(options["bs"])
+        assert block % SECTOR == 0 or block == self.disks[kname]["size"], "O_DIRECT needs whole sectors: %s" % argv
+        start = int(options.get("seek", 0)) * block
+        end = start + int(options["count"]) * block
+        entry = self.disks[kname]
+        size = entry["size"]
+        if end > size:
+            raise Refused(1, "dd: error writing '%s': No space left on device" % options["of"])
+        edge = min(size, MiB)
+        if start == 0 and end >= edge:
+            entry["edges"]["head"] = False
+            self.sigs.pop(kname, None)
+            if entry["table"] == "gpt":  # the primary GPT is gone, the backup at the end is not
+                entry["edges"].update(tail=True, backup_gpt=True)
+            entry["table"], entry["guid"], entry["parts"] = None, None, {}
+            self.reread(kname)  # udev's watch on the closed disk makes the kernel read its (now empty) table
+        if start <= size - edge and end == size:
+            entry["edges"].update(tail=False, backup_gpt=False)
+        return ""
+
+    def read_edges(self, path, size):
+        """What the engine's edge reader answers for ``path`` (a node under dev/), from the model."""
+        kname = os.path.relpath(path, self.roots["dev_root"])
+        entry = self.disks.get(kname)
+        if entry is None or not os.path.exists(path):
+            raise FileNotFoundError(2, "No such file or directory", path)
+        assert size == entry["size"], (path, size)
+        self.edge_reads.append(kname)
+        if entry["edges_error"]:
+            raise OSError(*entry["edges_error"])
+        return dict(entry["edges"])
 
     def make_fs(self, argv, fstype, label):
         path = argv[-1]
@@ -1132,6 +1221,8 @@ class FakeMachine:
             if kname in self.arrays or kname.startswith("dm-"):
                 for slave in self.parents(kname):
                     wanted["sys/block/%s/slaves/%s" % (kname, slave)] = ("file", "")
+            for holder in self.holders(kname):
+                wanted["sys/class/block/%s/holders/%s" % (kname, holder)] = ("file", "")
             if kname in self.loops:
                 wanted["sys/block/%s/loop/backing_file" % kname] = ("file", self.loops[kname] + "\n")
             if self.arrays.get(kname, {}).get("active"):
