@@ -19,6 +19,14 @@ description:
     partitions, signatures, arrays, volume groups, mounts) makes the module fail, naming each disk
     and what is on it, unless O(wipe=true); then those stacks are torn down leaf to root and the
     teardown is verified before anything is built.
+  - A planned disk that blkid calls blank is read at its edges, its first and last MiB, read-only.
+    When they are not all zero, or the disk ends in a backup GPT header (a GPT whose primary copy
+    was zeroed), it holds unknown data (plain dm-crypt, raw data) and counts as content like any
+    other; a disk that cannot be read counts so too. A teardown ends by zeroing the first and the
+    last MiB of every wiped disk (C(dd)).
+  - With O(wipe=true) the whole teardown is planned and checked before its first command. A holder
+    the module cannot remove (dm-crypt, multipath, bcache, a device-mapper table, a loop device on
+    a planned disk) fails the module, naming it and what to do, and nothing is changed.
   - Whatever the options, the disk the running system lives on (found from the live mounts, not
     from the plan) and disks outside the plan are never touched; a plan naming the boot disk is
     refused.
@@ -62,7 +70,7 @@ attributes:
   check_mode:
     details: Returns in RV(commands) the commands a real run would run, computed by the same code.
 notes:
-  - Needs sgdisk (gdisk), mdadm, lvm2, e2fsprogs, dosfstools and util-linux on the target.
+  - Needs sgdisk (gdisk), mdadm, lvm2, e2fsprogs, dosfstools, util-linux and coreutils on the target.
 """
 
 EXAMPLES = r"""
