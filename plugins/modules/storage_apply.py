@@ -150,6 +150,14 @@ foreign:
   returned: failure
   type: dict
   sample: {sdc: ["dos partition table", 'sdc1: ext4 "old", mounted at /srv']}
+held:
+  description:
+    - When a wipe is refused before its first command, each holder the module cannot remove and the
+      device it holds.
+  returned: failure
+  type: list
+  elements: str
+  sample: ["sdc2 is held by dm-crypt device luks-0a1b (crypt)"]
 cmd:
   description: When a command failed, the command.
   returned: failure
