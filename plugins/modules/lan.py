@@ -24,12 +24,11 @@ description:
   - With O(root) other than C(/) it only writes the files under O(root) (for the installed system) and touches no
     live link; the NIC is then the one already named O(name), else the operator's O(mac), else the one NIC or the
     one with a link now.
-  - Optionally tells the operator the outcome, C(ssh root@<address>) followed by the SSH host key's fingerprint
+  - "Optionally tells the operator the outcome, C(ssh root@<address>) followed by the SSH host key's fingerprint
     to check at first contact (C(pre-nixos: host key SHA256:...), as C(ssh-keygen -lf) prints it for
     C(/etc/ssh/ssh_host_ed25519_key.pub); no such line while the key is not made yet), or why the network is not
     configured, in the managed lines of O(issue_path) and on each of O(consoles). Both are written only when their
-    text changes.
-    On failure the announcement is made before the module fails.
+    text changes. On failure the announcement is made before the module fails."
 author: pre-nixos baseline engineers (@prenixos)
 options:
   name:
