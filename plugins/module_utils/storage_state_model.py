@@ -180,22 +180,19 @@ class StorageState:
 
     def md_name(self, kname):
         """Short name (``main``) of a running array, from ``--detail`` or the members' superblocks."""
-        details = self.md_details.get(kname) or {}
-        if details.get("short_name"):
-            return details["short_name"]
-        for member in self.md_members(kname):
-            if member in self.superblocks:
-                return self.superblocks[member]["short_name"]
-        return None
+        return self.md_value(kname, "short_name")
 
     def md_uuid(self, kname):
         """The array's UUID, from ``--detail`` or the members' superblocks (None when neither says)."""
+        return self.md_value(kname, "uuid")
+
+    def md_value(self, kname, key):
         details = self.md_details.get(kname) or {}
-        if details.get("uuid"):
-            return details["uuid"]
+        if details.get(key):
+            return details[key]
         for member in self.md_members(kname):
             if member in self.superblocks:
-                return self.superblocks[member]["uuid"]
+                return self.superblocks[member][key]
         return None
 
     def md_active(self, kname):
