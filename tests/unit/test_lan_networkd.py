@@ -164,8 +164,9 @@ def test_the_host_key_fingerprint_follows_the_ssh_line():
         "pre-nixos: host key SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s (ED25519)",
         "pre-nixos: lan 10.0.2.15/24 on lan (52:54:00:12:34:56, was ens3)",
     ]
-    with_key = networkd.render_issue("Debian GNU/Linux 12 \\n \\l\n\n", networkd.success_lines(lease, "lan", NIC,
-                                                                                                fingerprint))
+    lines = networkd.success_lines(lease, "lan", NIC, fingerprint)
+    with_key = networkd.render_issue("Debian GNU/Linux 12 \\n \\l\n\n", lines)
+    assert with_key == "Debian GNU/Linux 12 \\n \\l\n\n" + "\n".join(lines) + "\n\n"
     # A new host key (the machine booted again) replaces the line; a failure takes it away with the address.
     renewed = networkd.render_issue(with_key, networkd.success_lines(lease, "lan", NIC, "SHA256:new (ED25519)"))
     assert "SHA256:uNiV" not in renewed and "pre-nixos: host key SHA256:new (ED25519)\n" in renewed
