@@ -23,8 +23,12 @@ DESTRUCTIVE = ("--stop", "--zero-superblock", "--create", "--zap-all", "--clear"
 
 
 def destructive(machine):
-    return [" ".join(argv) for argv, _disks in machine.mutations if any(word in argv or argv[0] == word
-                                                                         for word in DESTRUCTIVE)]
+    """The mutating commands that can destroy or overwrite something, as lines."""
+    found = []
+    for argv, _disks in machine.mutations:
+        if any(word in argv or argv[0] == word for word in DESTRUCTIVE):
+            found.append(" ".join(argv))
+    return found
 
 
 def installed_with_four_hdds(tmp_path):
