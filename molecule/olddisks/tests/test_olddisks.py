@@ -1,8 +1,10 @@
 # Copyright: pre-nixos baseline engineers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Disks with an old RAID1 + LVM: first boot refused and said why; the run with wipe built the plan."""
+"""An installed layout booted again with an HDD taken out, then with a blank HDD plugged in: first boot
+refused both times and kept the file; provisioning with wipe tore the old layout down and built the plan."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -10,32 +12,69 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
 from testlib import first_boot_status, guest_disks, guest_json, plan, serial_log  # noqa: E402
 
+REFUSAL = re.compile(r"pre-nixos: storage_apply +skipped: planned only, nothing changed: ([^;]+) hold data;"
+                     r" boot with prenixos\.wipe=1")
 
-def hdds(host):
-    return sorted(name for name, kind in guest_disks(host).items() if kind == "hdd")
+
+def rounds(host):
+    return json.loads(host.file("/var/log/pre-nixos/olddisks-rounds.json").content_string)
 
 
-def test_first_boot_refused_naming_the_disks_and_how_to_wipe(host):
-    log = host.file("/var/log/pre-nixos/firstboot.log").content_string
-    refusal = re.search(r"pre-nixos: storage_apply +skipped: planned only, nothing changed: ([^;]+) hold data;"
-                        r" boot with prenixos\.wipe=1", serial_log())
-    assert refusal, "expected the console to say storage_apply was skipped because disks hold data"
-    assert sorted(refusal.group(1).split(", ")) == hdds(host), (
-        "expected the refusal to name the HDDs %s, it names %s" % (hdds(host), refusal.group(1)))
-    assert "hold data" in log, "expected the first-boot log to carry the refusal"
+def disks_by_serial(host):
+    return {line.split()[1]: line.split()[0]
+            for line in host.check_output("lsblk --nodeps --noheadings --output NAME,SERIAL").splitlines()
+            if len(line.split()) == 2}
+
+
+def test_first_boot_refused_the_earlier_build_naming_every_disk_it_holds(host):
+    refusals = REFUSAL.findall(serial_log())
+    assert len(refusals) == 2, "expected two refusals on the console (first boot, then with a disk added): %s" % (
+        refusals,)
+    added = disks_by_serial(host)[rounds(host)["plugged"]]
+    old_disks = sorted(name for name in guest_disks(host) if name != added)
+    for refusal in refusals:
+        assert sorted(refusal.split(", ")) == old_disks, (
+            "expected each refusal to name the disks of the installed layout %s (not the blank one, %s): %s"
+            % (old_disks, added, refusal))
+    foreign = rounds(host)["second_run_storage_apply"]["details"]["foreign"]
+    assert sorted(foreign) == old_disks and all(
+        any(what.startswith("a GPT this build did not write") for what in found) for found in foreign.values()), (
+        "expected the status to say, for each disk, that another build wrote its table: %s" % foreign)
     assert "nixos_config   skipped" in serial_log(), "expected no NixOS configuration before the disks are built"
 
 
-def test_the_run_with_wipe_tore_the_old_stack_down_and_built_the_plan(host):
+def test_the_file_of_the_installed_system_survived_both_runs(host):
+    seen = rounds(host)
+    assert seen["after_first_boot"][0] == "written by the installed system", seen["after_first_boot"]
+    assert len(seen["after_first_boot"]) == 1 + 4, "expected the four members the layout was built on: %s" % seen
+    assert seen["after_second_run"] == seen["after_first_boot"], (
+        "expected the file unchanged after first boot ran again with a blank disk added: %s" % seen)
+
+
+def test_with_a_blank_disk_added_first_boot_refused_again_and_ran_nothing(host):
+    seen = rounds(host)
+    assert seen["second_run_rc"] == 0, "expected first boot to end cleanly the second time: %s" % seen
+    phase = seen["second_run_storage_apply"]
+    assert phase["state"] == "skipped" and "hold data" in phase["reason"], (
+        "expected storage_apply skipped again, found %s" % phase)
+
+
+def test_the_run_with_wipe_tore_the_old_layout_down_and_built_the_plan(host):
     phase = first_boot_status(host)["phases"]["storage_apply"]
     assert phase["state"] == "done", "expected the plan built by the run with wipe, found %s" % phase
-    vgs = {vg["vg_name"] for vg in guest_json(host, "vgs --reportformat json -o vg_name")["report"][0]["vg"]}
-    assert vgs == {vg["name"] for vg in plan(host)["volume_groups"]} and "old" not in vgs, (
-        "expected only the planned VGs, vgs shows %s" % sorted(vgs))
-    detail = host.check_output("mdadm --detail --export /dev/md/swap")
-    assert "MD_LEVEL=raid1" in detail, "expected the HDD pair rebuilt as the swap mirror:\n%s" % detail
-    assert not host.file("/dev/md/old").exists, "expected the old array gone"
-    assert host.check_output("findmnt -n -o SOURCE /mnt") and host.check_output("findmnt -n -o LABEL /mnt") == "slash"
+    planned = plan(host)
+    report = guest_json(host, "vgs --reportformat json -o vg_name,vg_tags")["report"][0]["vg"]
+    assert {vg["vg_name"] for vg in report} == {vg["name"] for vg in planned["volume_groups"]}, (
+        "expected only the planned VGs: %s" % report)
+    for vg in report:
+        tags = vg["vg_tags"].split(",")
+        assert "prenixos_finished" in tags and any(tag.startswith("prenixos_build_") for tag in tags), (
+            "expected VG %s to carry the build's tag and the finished mark: %s" % (vg["vg_name"], tags))
+    detail = host.check_output("mdadm --detail --export /dev/md/large")
+    added = disks_by_serial(host)[rounds(host)["plugged"]]
+    assert "MD_LEVEL=raid5" in detail and "MD_DEVICES=4" in detail and "/dev/%s1" % added in detail, (
+        "expected large rebuilt as RAID5 over four HDDs, the added %s among them:\n%s" % (added, detail))
+    assert host.check_output("findmnt -n -o LABEL /mnt") == "slash"
     assert "pre-nixos: storage_apply" not in host.file("/etc/issue").content_string, (
         "expected the refusal line gone from /etc/issue once the plan is built")
 
