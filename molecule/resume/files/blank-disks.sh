@@ -27,5 +27,9 @@ for disk in $(lsblk --nodeps --noheadings --output NAME,SERIAL | awk '$2 ~ /^pn-
     done
     wipefs -a -q /dev/"$disk"
     sgdisk --zap-all /dev/"$disk" >/dev/null
+    # Blank means blank at the edges too (storage_apply reads the first and last MiB of a disk blkid calls blank).
+    sectors=$(blockdev --getsz /dev/"$disk")
+    dd if=/dev/zero of=/dev/"$disk" bs=512 count=2048 conv=fsync oflag=direct status=none
+    dd if=/dev/zero of=/dev/"$disk" bs=512 seek=$((sectors - 2048)) count=2048 conv=fsync oflag=direct status=none
 done
 udevadm settle -t 30

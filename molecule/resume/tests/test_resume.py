@@ -11,7 +11,13 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "collections"))
 from testlib import first_boot_status, plan, planned_mounts  # noqa: E402
+
+from ansible_collections.prenixos.baseline.plugins.module_utils.storage_identity import (  # noqa: E402
+    BuildIdentity,
+    normal_uuid,
+)
 
 # The rounds converge.yml runs, and the builder's commands the run after the kill must not repeat.
 ROUNDS = {
@@ -104,6 +110,53 @@ def test_the_role_run_after_the_rounds_found_the_layout_built(host):
 
 
 def test_the_storage_role_keeps_no_first_boot_books(host):
-    """Run over SSH, the role leaves the status file as first boot (prenixos.firstboot=0) left it."""
+    """Run over SSH after first boot, the role leaves the status file as first boot left it."""
+    status = first_boot_status(host)
+    phase = status["phases"]["storage_apply"]
+    assert phase["state"] == "done" and phase["finished"] <= status["finished"], (
+        "expected storage_apply recorded by first boot only (finished %s, first boot finished %s)"
+        % (phase["finished"], status["finished"]))
+
+
+@pytest.fixture(scope="module")
+def cuts(host):
+    return json.loads(host.file("/var/log/pre-nixos/resume-cuts.json").content_string)
+
+
+def test_the_power_was_cut_mid_array_creation_and_mid_mkfs(cuts):
+    fired = {cut["name"]: cut["fired"] for cut in cuts["cuts"]}
+    assert sorted(fired) == ["mid-array creation", "mid-mkfs"], fired
+    assert fired["mid-array creation"].startswith("cut: mdadm --create"), fired
+    assert fired["mid-mkfs"].startswith("cut: mkfs.ext4"), fired
+
+
+def test_first_boot_after_the_cuts_finished_the_same_build_without_wipe(host, cuts, planned):
+    identity = BuildIdentity(cuts["plan"])
+    assert BuildIdentity(planned).id == identity.id, "expected first boot to plan the build the cuts interrupted"
     phase = first_boot_status(host)["phases"]["storage_apply"]
-    assert phase["state"] == "skipped" and "prenixos.firstboot=0" in phase["reason"], phase
+    assert phase["state"] == "done", "expected first boot to finish the build: %s" % phase
+    assert "prenixos.wipe" not in first_boot_status(host)["switches"], "expected first boot without wipe"
+    for array in planned["arrays"]:
+        detail = host.check_output("mdadm --detail --export %s" % array["device"])
+        uuid = re.search(r"^MD_UUID=(\S+)$", detail, re.M).group(1)
+        assert normal_uuid(uuid) == normal_uuid(identity.array_uuid(array["name"])), (
+            "expected array %s to be this build's (UUID %s), found %s" % (
+                array["name"], identity.array_uuid(array["name"]), uuid))
+    mounted = dict(line.split() for line in host.check_output("findmnt -rn -o TARGET,LABEL -R /mnt").splitlines()
+                   if len(line.split()) == 2)
+    assert mounted == planned_mounts(planned), "expected every planned filesystem mounted by label: %s" % mounted
+
+
+def test_a_disk_pulled_during_the_build_stopped_it_with_the_clear_message_and_the_next_run_converged(cuts):
+    pull = cuts["pull"]
+    assert pull["held"].startswith("hold: mdadm --create /dev/md/swap"), pull["held"]
+    assert not any(line.split()[-1] == "pn-hdd2" for line in pull["disks_without"] if len(line.split()) == 2), (
+        "expected the second HDD gone while the build went on: %s" % pull["disks_without"])
+    assert "disappeared during the build" in pull["msg"] and "what is built is kept" in pull["msg"], (
+        "expected the build to stop naming the pulled disk: %s" % pull["msg"])
+    assert pull["after_changed"], "expected the run with the disk back to finish the build"
+    again = [" ".join(argv) for argv in pull["after_commands"]]
+    assert not [line for line in again if "mdadm --create /dev/md/main" in line], (
+        "expected the array made before the pull kept: %s" % again)
+    assert [line for line in again if "mdadm --create /dev/md/swap" in line], (
+        "expected the array the pull stopped to be created once the disk was back: %s" % again)
