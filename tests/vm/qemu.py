@@ -41,6 +41,7 @@ Command line::
     qemu.py console --workdir build/vm/NAME      # stream the serial console (Ctrl-C stops)
     qemu.py stop --workdir build/vm/NAME         # the QEMU and the link-up helpers of that workdir
     qemu.py add-disk --workdir build/vm/NAME --kind hdd --size 3G   # plug a blank disk in
+    qemu.py unplug|plug --workdir build/vm/NAME --index N   # pull disk N out of the running machine, put it back
     qemu.py power-cut --workdir build/vm/NAME    # SIGKILL the QEMU: the guest's unwritten data is lost
     qemu.py restart --workdir build/vm/NAME [--kernel-args ARGS]   # boot again on the same disks
     qemu.py accel                                # kvm or tcg, as the probe finds
@@ -377,6 +378,48 @@ def add_disk(workdir, kind, size):
         qmp.close()
     log("plugged in %s %s disk %s (%s)" % (size, kind, serial, path))
     return serial
+
+
+def unplug_disk(workdir, index, timeout=30):
+    """Pull the machine's disk ``index`` out of the running machine (QMP ``device_del``), as a dying disk
+    or a hand would; its file is kept for ``plug_disk``."""
+    with open(state_path(workdir)) as handle:
+        state = json.load(handle)
+    disk = state["machine"]["disks"][index]
+    qmp = QMP(os.path.join(workdir, "qmp.sock"))
+    try:
+        qmp.command("device_del", id="dev-disk%d" % index)
+        deadline = time.monotonic() + timeout
+        while any(device.get("qdev") == "dev-disk%d" % index or device.get("device") == "disk%d" % index
+                  for device in qmp.command("query-block")):
+            if time.monotonic() > deadline:
+                raise SystemExit("unplug: disk%d is still there %d s after device_del" % (index, timeout))
+            time.sleep(0.2)
+    finally:
+        qmp.close()
+    log("pulled out disk %d (%s %s)" % (index, disk["size"], disk["kind"]))
+
+
+def plug_disk(workdir, index):
+    """Put the machine's disk ``index`` back (its own file, its own serial) into the running machine."""
+    with open(state_path(workdir)) as handle:
+        state = json.load(handle)
+    disks = state["machine"]["disks"]
+    kind = disks[index]["kind"]
+    if kind not in ROTATION:
+        raise SystemExit("plug: only ssd and hdd disks can be plugged back, disk %d is %s" % (index, kind))
+    serial = "pn-%s%d" % (kind, sum(1 for disk in disks[:index + 1] if disk["kind"] == kind))
+    node = "replug%d" % index
+    qmp = QMP(os.path.join(workdir, "qmp.sock"))
+    try:
+        qmp.command("blockdev-add", driver="raw", **{"node-name": node},
+                    file={"driver": "file", "filename": os.path.join(workdir, "disk%d.img" % index),
+                          "cache": {"no-flush": True}}, discard="unmap")
+        qmp.command("device_add", driver="scsi-hd", bus="scsi0.0", drive=node, serial=serial,
+                    rotation_rate=ROTATION[kind], id="dev-disk%d" % index)
+    finally:
+        qmp.close()
+    log("put disk %d back (%s)" % (index, serial))
 
 
 def prepare(machine, iso, workdir, key, script, accel=None, timeout=900):
@@ -719,6 +762,11 @@ def main(argv=None):
     p_restart = sub.add_parser("restart", help="boot the machine again on its disks, SSH on the same port")
     p_restart.add_argument("--workdir", required=True)
     p_restart.add_argument("--kernel-args", help="the boot arguments for this boot instead of the machine's")
+    for name, text in (("unplug", "pull a disk of the machine out (QMP device_del)"),
+                       ("plug", "put a pulled disk of the machine back")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--workdir", required=True)
+        p.add_argument("--index", type=int, required=True, help="the disk's place in the machine's disks (from 0)")
     p_add = sub.add_parser("add-disk", help="plug a new blank disk into the running machine")
     p_add.add_argument("--workdir", required=True)
     p_add.add_argument("--kind", default="hdd", choices=sorted(ROTATION))
@@ -743,6 +791,10 @@ def main(argv=None):
         power_cut(os.path.abspath(args.workdir))
     elif args.command == "restart":
         print(json.dumps(restart(os.path.abspath(args.workdir), args.kernel_args)))
+    elif args.command == "unplug":
+        unplug_disk(os.path.abspath(args.workdir), args.index)
+    elif args.command == "plug":
+        plug_disk(os.path.abspath(args.workdir), args.index)
     elif args.command == "add-disk":
         print(add_disk(os.path.abspath(args.workdir), args.kind, args.size))
     elif args.command == "link-up":
