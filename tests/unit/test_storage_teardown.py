@@ -285,5 +285,7 @@ def test_a_failed_read_is_in_the_state_never_a_traceback(tmp_path):
     def failing(path, size):
         raise OSError(errno.EIO, "Input/output error", path)
 
-    state = read_state(machine, ["sdb", "sdc"], **dict(machine.roots, read_edges=failing))
+    roots = dict(machine.roots)
+    roots["read_edges"] = failing
+    state = read_state(machine, ["sdb", "sdc"], **roots)
     assert state.edges == {"sdb": {"error": "Input/output error"}}
