@@ -107,19 +107,38 @@ def extra_vars(switches):
 
 
 def mount_medium(uuid):
-    """Mount the boot medium read-only at MEDIUM_MOUNT, if it is still there."""
+    """Mount the boot medium read-only at MEDIUM_MOUNT; None when it is mounted (so disk_facts protects it),
+    else why it could not be."""
     device = "/dev/disk/by-uuid/%s" % uuid
     if os.path.ismount(MEDIUM_MOUNT):
-        return
+        return None
     if not os.path.exists(device):
-        say("boot medium %s not found (removed?): nothing to protect from storage work" % device)
-        return
+        return "the boot medium %s was not found (removed?)" % device
     os.makedirs(MEDIUM_MOUNT, exist_ok=True)
     result = subprocess.run(["mount", "-o", "ro", device, MEDIUM_MOUNT], capture_output=True, text=True, check=False)
-    if result.returncode == 0:
-        say("boot medium %s mounted read-only at %s" % (os.path.realpath(device), MEDIUM_MOUNT))
-    else:
-        say("could not mount the boot medium %s: %s" % (device, result.stderr.strip()))
+    if result.returncode != 0:
+        return "the boot medium %s could not be mounted: %s" % (device, result.stderr.strip() or "mount failed")
+    say("boot medium %s mounted read-only at %s" % (os.path.realpath(device), MEDIUM_MOUNT))
+    return None
+
+
+def protect_medium(switches, variables, mount=mount_medium):
+    """The playbook variables once the boot medium is protected, and what to tell the operator (or None).
+
+    A wipe needs to know which disk the image came from, to keep it out: when the medium cannot be
+    found or mounted (or the boot menu did not name it), ``prenixos.wipe=1`` is refused; planning and
+    building on blank disks still run. (An image that came over the network has no medium to protect;
+    the network boot sets that, and then this check does not apply.)
+    """
+    uuid = switches.get("prenixos.medium")
+    problem = mount(uuid) if uuid else "the kernel command line does not name the boot medium (prenixos.medium)"
+    if problem is None:
+        return variables, None
+    if not variables.get("prenixos_storage_wipe"):
+        return variables, "%s: nothing to protect it by; storage work touches only blank disks" % problem
+    return (dict(variables, prenixos_storage_wipe=False),
+            "prenixos.wipe=1 refused: %s, so it cannot be kept out of a wipe; planning and building on blank "
+            "disks still run" % problem)
 
 
 def close_status(rc, log_path):
@@ -233,8 +252,9 @@ def main():
             note("switches: %s" % (given or "none (playbook defaults)"))
             note("waiting for udev to finish discovering devices")
             subprocess.run(["udevadm", "settle", "--timeout=120"], check=False)
-            if switches.get("prenixos.medium"):
-                mount_medium(switches["prenixos.medium"])
+            variables, medium_note = protect_medium(switches, variables)
+            if medium_note:
+                note(medium_note)
             rc = run_playbook(variables, log, mitogen=switches.get("prenixos.mitogen") != "0")
         except Exception as error:  # the status file must still be closed
             note("ERROR: %s: %s" % (type(error).__name__, error))

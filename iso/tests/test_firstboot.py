@@ -130,3 +130,30 @@ def test_the_playbook_runs_under_mitogen_unless_switched_off(firstboot, tmp_path
 
 def test_mitogen_is_a_switch(firstboot):
     assert firstboot.parse_cmdline("prenixos.mitogen=0") == ({"prenixos.mitogen": "0"}, [])
+
+
+def test_with_the_boot_medium_protected_a_wipe_goes_ahead(firstboot):
+    variables, said = firstboot.protect_medium({"prenixos.medium": "1234-ABCD"}, {"prenixos_storage_wipe": True},
+                                               mount=lambda uuid: None)
+    assert (variables, said) == ({"prenixos_storage_wipe": True}, None)
+
+
+@pytest.mark.parametrize("switches, mount, why", [
+    ({"prenixos.medium": "1234-ABCD"}, lambda uuid: "the boot medium /dev/disk/by-uuid/%s was not found (removed?)"
+     % uuid, "the boot medium /dev/disk/by-uuid/1234-ABCD was not found (removed?)"),
+    ({"prenixos.medium": "1234-ABCD"}, lambda uuid: "the boot medium X could not be mounted: bad superblock",
+     "the boot medium X could not be mounted: bad superblock"),
+    ({}, None, "the kernel command line does not name the boot medium (prenixos.medium)"),
+])
+def test_a_wipe_is_refused_when_the_boot_medium_cannot_be_protected(firstboot, switches, mount, why):
+    variables, said = firstboot.protect_medium(switches, {"prenixos_storage_wipe": True, "other": 1},
+                                               mount=mount or (lambda uuid: pytest.fail("nothing to mount")))
+    assert variables == {"prenixos_storage_wipe": False, "other": 1}
+    assert said == ("prenixos.wipe=1 refused: %s, so it cannot be kept out of a wipe; planning and building on "
+                    "blank disks still run" % why)
+
+
+def test_without_a_wipe_an_unprotected_medium_is_only_said(firstboot):
+    variables, said = firstboot.protect_medium({}, {"prenixos_storage_redundant_main": True})
+    assert variables == {"prenixos_storage_redundant_main": True}
+    assert said.startswith("the kernel command line does not name the boot medium")
