@@ -42,8 +42,11 @@ Roles
     3. ``large`` tier: every other HDD group (other pairs RAID1, 3-4 RAID5, 5+ RAID6,
        single disks plain); the best-ranked becomes ``large``, the others ``large_1``...
     Tie-break order for "best-ranked": larger nominal usable capacity, then more disks, then
-    larger smallest disk, then the sorted disk names (alphabetically first wins).
-    "Smallest pair": smaller smallest disk, then the sorted disk names.
+    larger smallest disk, then the disks' sorted stable keys (alphabetically first wins).
+    "Smallest pair": smaller smallest disk, then the disks' sorted stable keys.
+    A disk's stable key (``stable_key``) is its ``/dev/disk/by-id`` path (its kernel name when it has
+    none): the disks of a group are ordered, and so numbered, by it, so a disk keeps its partitions'
+    names (``main-esp1``...) when kernel names change between boots.
     (Groups of one class never share a smallest disk size, since such disks would be one group;
     the last keys only keep the order total.)
 
@@ -138,6 +141,10 @@ class DiskGroup:
     @property
     def names(self):
         return tuple(disk["name"] for disk in self.disks)
+
+    @property
+    def keys(self):
+        return tuple(stable_key(disk) for disk in self.disks)
 
     @property
     def smallest_size(self):
@@ -307,7 +314,7 @@ def group_by_size(disks, disk_class, tolerance):
     tolerance = Fraction(str(tolerance))
     numerator, denominator = tolerance.numerator, tolerance.denominator
     groups, current = [], []
-    for disk in sorted(disks, key=lambda d: (d["size"], d["name"])):
+    for disk in sorted(disks, key=lambda d: (d["size"], stable_key(d))):
         # size - smallest > smallest * tolerance, in whole numbers
         if current and (disk["size"] - current[0]["size"]) * denominator > current[0]["size"] * numerator:
             groups.append(current)
@@ -315,7 +322,15 @@ def group_by_size(disks, disk_class, tolerance):
         current.append(disk)
     if current:
         groups.append(current)
-    return [DiskGroup(disk_class, tuple(sorted(group, key=lambda d: d["name"]))) for group in groups]
+    return [DiskGroup(disk_class, tuple(sorted(group, key=stable_key))) for group in groups]
+
+
+def stable_key(disk):
+    """How disks of a group are ordered (and so numbered: ``main-esp1``, ``main-raid2``): by their stable
+    ``/dev/disk/by-id`` path, which stays with the disk when kernel names change between boots; by kernel
+    name only for a disk without one."""
+    path = disk.get("path") or ""
+    return (0, path) if path.startswith("/dev/disk/by-id/") else (1, disk["name"])
 
 
 def hdd_raid_level(disk_count):
@@ -347,7 +362,7 @@ def nominal_usable(group, raid_level):
 def ranked(groups, raid_level_of):
     """Best first: larger usable, more disks, larger smallest disk, then alphabetical names."""
     def rank_key(group):
-        return (-nominal_usable(group, raid_level_of(group)), -len(group), -group.smallest_size, group.names)
+        return (-nominal_usable(group, raid_level_of(group)), -len(group), -group.smallest_size, group.keys)
 
     return sorted(groups, key=rank_key)
 
@@ -374,7 +389,7 @@ def assign_roles(eligible, options):
         roles.append(VolumeGroupRole(options["main_vg"], main_group, hdd_level(main_group), "main"))
 
     pairs = [group for group in hdd_groups if len(group) == 2]
-    swap_group = min(pairs, key=lambda group: (group.smallest_size, group.names)) if pairs else None
+    swap_group = min(pairs, key=lambda group: (group.smallest_size, group.keys)) if pairs else None
     if swap_group is not None:
         roles.append(VolumeGroupRole(options["swap_vg"], swap_group, "raid1", "swap"))
 

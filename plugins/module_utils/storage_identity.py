@@ -3,10 +3,10 @@
 """The identity of a build, and the marks it leaves on the disks.
 
 A build is one plan being made real. Its identity is derived from the plan's shape (the planned
-disks: their names, stable ``/dev/disk/by-id`` paths and sizes; partitions, arrays and volume
-groups), so the same plan on the same disks has the same identity in every boot: a build a power
-cut interrupted is recognised when first boot plans again, and a layout built from another plan
-(a disk added, removed or replaced since, another machine's disks) is not.
+disks, by their stable ``/dev/disk/by-id`` paths, and sizes; partitions, arrays and volume groups),
+so the same plan on the same disks has the same identity in every boot, whatever kernel names the
+disks get: a build a power cut interrupted is recognised when first boot plans again, and a layout
+built from another plan (a disk added, removed or replaced since, another machine's disks) is not.
 
 The build writes its identity on the disks with the first command that touches each device, so
 it survives a power cut at any point:
@@ -32,20 +32,28 @@ import uuid
 BUILD_TAG_PREFIX = "prenixos_build_"
 FINISHED_TAG = "prenixos_finished"
 
-# What of the plan makes a build's shape: what the disks are, and what is written on them.
-SHAPE = {
-    "disks": ("name", "path", "size"),
-    "partitions": ("disk", "number", "type_code", "size", "partlabel"),
-    "arrays": ("name", "level", "devices", "metadata"),
-    "volume_groups": ("name", "pvs"),
-}
-
-
 def shape(plan):
-    """The part of ``plan`` its identity is derived from (the same fields in the same order)."""
-    return {section: [{field: entry.get(field) for field in fields}
-                      for entry in plan.get(section) or [] if isinstance(entry, dict)]
-            for section, fields in SHAPE.items()}
+    """The part of ``plan`` its identity is derived from, every disk named by its stable path (its
+    ``/dev/disk/by-id`` link; the kernel name only for a disk without one), so that kernel names that
+    change between boots do not change the build."""
+    disks = [d for d in plan.get("disks") or [] if isinstance(d, dict)]
+    stable = {d.get("name"): d.get("path") or "/dev/%s" % d.get("name") for d in disks}
+    partitions = [p for p in plan.get("partitions") or [] if isinstance(p, dict)]
+    place = {p.get("device"): "%s#%s" % (stable.get(p.get("disk")), p.get("number")) for p in partitions}
+    return {
+        "disks": ordered([stable[d.get("name")], d.get("size")] for d in disks),
+        "partitions": ordered([place[p.get("device")], p.get("type_code"), p.get("size"), p.get("partlabel")]
+                              for p in partitions),
+        "arrays": ordered([a.get("name"), a.get("level"), ordered(place.get(m, m) for m in a.get("devices") or []),
+                           a.get("metadata")] for a in plan.get("arrays") or [] if isinstance(a, dict)),
+        "volume_groups": ordered([v.get("name"), ordered(place.get(pv, pv) for pv in v.get("pvs") or [])]
+                                 for v in plan.get("volume_groups") or [] if isinstance(v, dict)),
+    }
+
+
+def ordered(items):
+    """``items`` in one order whatever their types (a plan is checked after its identity is taken)."""
+    return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
 
 
 def normal_uuid(value):
@@ -60,14 +68,16 @@ class BuildIdentity:
         text = json.dumps(shape(plan), sort_keys=True, separators=(",", ":"))
         self.id = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
         self.tag = BUILD_TAG_PREFIX + self.id
+        self.stable = {d.get("name"): d.get("path") or "/dev/%s" % d.get("name")
+                       for d in plan.get("disks") or [] if isinstance(d, dict)}
 
     def derived(self, what):
         digest = hashlib.sha256(("%s:%s" % (self.id, what)).encode("utf-8")).hexdigest()[:32]
         return str(uuid.UUID(hex=digest, version=4))
 
     def disk_guid(self, disk):
-        """The GPT disk GUID this build gives ``disk``."""
-        return self.derived("disk:" + disk)
+        """The GPT disk GUID this build gives ``disk`` (a kernel name; the GUID follows its stable path)."""
+        return self.derived("disk:" + self.stable.get(disk, "/dev/" + disk))
 
     def array_uuid(self, name):
         """The md UUID this build gives array ``name``."""

@@ -104,7 +104,7 @@ build:
       whether it has run to its last step on these disks (C(finished); in check mode, before the run).
   returned: success
   type: dict
-  sample: {id: "94c9836004326ff4", finished: true}
+  sample: {id: "9ab2bf2af01523aa", finished: true}
 commands:
   description:
     - The commands that changed (or in check mode would change) the machine, in order, as argument

@@ -55,10 +55,10 @@ def remove_while_off(machine, disk):
 
 def test_the_identity_of_a_plan_is_pinned_because_changing_it_makes_every_built_machine_foreign():
     identity = BuildIdentity(DEFAULT_PLAN)
-    assert identity.id == "94c9836004326ff4"
-    assert identity.tag == "prenixos_build_94c9836004326ff4"
-    assert identity.disk_guid("sda") == "663a58ca-dd88-4991-aadd-d09bb4975985"
-    assert identity.array_uuid("large") == "f2feb60e-0cf4-4ee5-a88d-153c476a0662"
+    assert identity.id == "9ab2bf2af01523aa"
+    assert identity.tag == "prenixos_build_9ab2bf2af01523aa"
+    assert identity.disk_guid("sda") == "0b713b51-e19e-4323-bee2-e5f632af7433"
+    assert identity.array_uuid("large") == "51aa4445-8f0a-43f5-9b3c-7f47eba7e650"
 
 
 def test_the_identity_follows_the_shape_of_the_plan_not_its_options_notes_or_volumes():
@@ -76,8 +76,8 @@ def test_the_identity_follows_the_shape_of_the_plan_not_its_options_notes_or_vol
 
 
 def test_uuids_compare_in_every_spelling_the_tools_print():
-    assert normal_uuid("F2FEB60E:0CF44EE5:A88D153C:476A0662") == normal_uuid("f2feb60e-0cf4-4ee5-a88d-153c476a0662")
-    assert BuildIdentity(DEFAULT_PLAN).marks_array("f2feb60e:0cf44ee5:a88d153c:476a0662", "large")
+    assert normal_uuid("51AA4445:8F0A43F5:9B3C7F47:EBA7E650") == normal_uuid("51aa4445-8f0a-43f5-9b3c-7f47eba7e650")
+    assert BuildIdentity(DEFAULT_PLAN).marks_array("51aa4445:8f0a43f5:9b3c7f47:eba7e650", "large")
     assert not BuildIdentity(DEFAULT_PLAN).marks_array(None, "large")
 
 
@@ -170,3 +170,22 @@ def test_the_result_says_which_build_and_whether_it_is_finished(tmp_path):
     assert apply(machine, check_mode=True)["build"] == {"id": BuildIdentity(DEFAULT_PLAN).id, "finished": False}
     assert apply(machine)["build"] == {"id": BuildIdentity(DEFAULT_PLAN).id, "finished": True}
     assert apply(machine)["build"]["finished"] is True
+
+
+def test_kernel_names_that_change_between_boots_change_neither_the_plan_on_each_disk_nor_the_build(tmp_path):
+    machine = default_machine(tmp_path)
+    facts = machine.disk_facts()
+    before = plan_storage(facts, 4 * GiB)
+    swapped_names = {"sda": "sdb", "sdb": "sda", "sde": "sdg", "sdg": "sde"}
+    renamed = []
+    for disk in facts:
+        name = swapped_names.get(disk["name"], disk["name"])
+        renamed.append(dict(disk, name=name, dev="/dev/" + name))  # the by-id path stays with the disk
+    after = plan_storage(renamed, 4 * GiB)
+    def by_path(plan):
+        path_of = {d["name"]: d["path"] for d in plan["disks"]}
+        return sorted((path_of[p["disk"]], p["number"], p["partlabel"]) for p in plan["partitions"])
+
+    assert by_path(after) == by_path(before), "expected each disk, by its by-id path, to get the same partitions"
+    assert BuildIdentity(after).id == BuildIdentity(before).id
+    assert BuildIdentity(after).disk_guid("sdb") == BuildIdentity(before).disk_guid("sda")
