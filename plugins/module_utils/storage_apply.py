@@ -399,6 +399,14 @@ class Applier:
                              % "; ".join(problems), faulty=problems, commands=list(self.executed),
                              layout=layout_of(self.view, state))
 
+    def gone_message(self, message):
+        """``message``, or what to say instead when a planned disk has gone since the run started."""
+        gone = self.disks_gone()
+        if not gone:
+            return message
+        return ("planned disk %s disappeared during the build (%s); nothing more was done, what is built is kept: "
+                "run again once the disk is back, or plan again without it" % (", ".join(gone), message))
+
     def disks_gone(self):
         """Planned disks whose device node has gone since the run started (a disk pulled or dropped)."""
         return [disk for disk in self.view.disks if not os.path.exists(os.path.join(self.dev_root, disk))]
@@ -429,8 +437,8 @@ class Applier:
             except (StateError, CommandError) as err:
                 # The read right before the step: nothing of the step ran, nothing else may escape run().
                 details = command_details(err) if isinstance(err, CommandError) else {}
-                raise ApplyError("%s: cannot read the device again right before it: %s" % (step.why, err),
-                                 commands=list(self.executed), **details) from None
+                message = "%s: cannot read the device again right before it: %s" % (step.why, err)
+                raise ApplyError(self.gone_message(message), commands=list(self.executed), **details) from None
             guard.check(argv)
             try:
                 self.runner.run(argv)
@@ -438,12 +446,8 @@ class Applier:
                 message = "%s failed: %s" % (step.why, err)
                 if step.hint:
                     message += " (%s)" % step.hint
-                gone = self.disks_gone()
-                if gone:
-                    message = ("planned disk %s disappeared during the build (%s); nothing more was done, what is "
-                               "built is kept: run again once the disk is back, or plan again without it"
-                               % (", ".join(gone), message))
-                raise ApplyError(message, commands=self.executed + [argv], **command_details(err)) from None
+                raise ApplyError(self.gone_message(message), commands=self.executed + [argv],
+                                 **command_details(err)) from None
             self.executed.append(list(argv))
             if step.wait_for:
                 self.wait_for_nodes(step.wait_for, step.why)

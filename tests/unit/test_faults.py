@@ -133,3 +133,23 @@ def test_authorized_keys_on_a_full_filesystem_fails_clearly_keeping_the_old_keys
     assert result["failed"] and result["msg"] == (
         "cannot write %s: No space left on device; the keys root had before are kept" % path)
     assert path.read_text() == "ssh-ed25519 AAAA old@key\n"
+
+
+def test_a_disk_pulled_right_before_a_steps_read_is_named_too(tmp_path):
+    machine = default_machine(tmp_path)
+
+    def pulled(argv):
+        # The read right before mdadm --create of swap (blkid -p on each member) fails: sdd is gone.
+        created = any("--create" in done for done, _disks in machine.mutations)
+        if created and os.path.basename(argv[0]) == "blkid" and argv[-1] == "/dev/sdd1":
+            machine.hidden_nodes.add("/dev/sdd")  # its node is gone
+            machine.sync()
+            return 1, "sh: /dev/sdd1: No such device"
+        return None
+
+    machine.fail_when = pulled
+    error = refused(machine)
+    assert error.msg.startswith("planned disk sdd disappeared during the build (create array swap: cannot read "
+                                "the device again right before it: "), error.msg
+    assert error.msg.endswith("nothing more was done, what is built is kept: run again once the disk is back, "
+                              "or plan again without it")
