@@ -32,6 +32,7 @@ import uuid
 BUILD_TAG_PREFIX = "prenixos_build_"
 FINISHED_TAG = "prenixos_finished"
 
+
 def shape(plan):
     """The part of ``plan`` its identity is derived from, every disk named by its stable path (its
     ``/dev/disk/by-id`` link; the kernel name only for a disk without one), so that kernel names that

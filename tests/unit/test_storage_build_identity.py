@@ -182,6 +182,7 @@ def test_kernel_names_that_change_between_boots_change_neither_the_plan_on_each_
         name = swapped_names.get(disk["name"], disk["name"])
         renamed.append(dict(disk, name=name, dev="/dev/" + name))  # the by-id path stays with the disk
     after = plan_storage(renamed, 4 * GiB)
+
     def by_path(plan):
         path_of = {d["name"]: d["path"] for d in plan["disks"]}
         return sorted((path_of[p["disk"]], p["number"], p["partlabel"]) for p in plan["partitions"])
