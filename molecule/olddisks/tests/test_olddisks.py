@@ -83,7 +83,8 @@ def test_the_two_ssds_are_main_as_raid0_with_an_esp_on_each(host):
     planned = plan(host)
     main = next(vg for vg in planned["volume_groups"] if vg["name"] == "main")
     ssds = sorted(name for name, kind in guest_disks(host).items() if kind == "ssd")
-    assert (main["raid_level"], main["disks"]) == ("raid0", ssds), "expected main as RAID0 of %s: %s" % (ssds, main)
+    assert (main["raid_level"], sorted(main["disks"])) == ("raid0", ssds), (
+        "expected main as RAID0 of %s (in the order of their stable names): %s" % (ssds, main))
     detail = host.check_output("mdadm --detail --export /dev/md/main")
     assert "MD_LEVEL=raid0" in detail and "MD_DEVICES=2" in detail, "expected /dev/md/main RAID0 of 2:\n%s" % detail
     labels = set(host.check_output("blkid -s LABEL -o value").split())
