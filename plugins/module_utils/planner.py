@@ -67,9 +67,11 @@ Logical volumes
 
 The plan (all sizes in bytes; ``size: null`` = rest of the disk)::
 
-    version: 1
+    version: 2
     options: the effective options (every default filled in, swap_size resolved)
-    disks: [{name, path, dev, size, class, vg}]   # planned disks only
+    disks: [{name, path, dev, size, wwn, serial, identity, class, vg}]   # planned disks only
+        # identity: what names the disk in any boot (disk_identity): "wwn:...", "serial:...", "by-id:..."
+        # or null; a plan made in one boot is bound to the kernel names of another by it (plan_check)
         # (whether a disk is in use, and with what, is disk_facts' business; it stays out of the plan,
         # so that building the plan does not change it: storage_apply decides on what it finds)
     excluded: [{disk, reason}]
@@ -303,8 +305,21 @@ def no_eligible_disk_message(excluded):
 def planned_disk(disk, vg_name):
     keys = ("name", "path", "dev", "size")
     planned = {key: disk[key] for key in keys}
-    planned.update({"class": disk["disk_class"], "vg": vg_name})
+    planned.update({"wwn": disk["wwn"], "serial": disk["serial"], "identity": disk_identity(disk),
+                    "class": disk["disk_class"], "vg": vg_name})
     return planned
+
+
+def disk_identity(disk):
+    """What names the disk in any boot: ``wwn:...``, else ``serial:...``, else ``by-id:...``; None when only
+    the kernel name is known (a placeholder WWN or serial, all zeros, is no identity)."""
+    if disk["wwn_key"] is not None:
+        return "wwn:" + disk["wwn"]
+    if disk["serial_key"] is not None:
+        return "serial:" + disk["serial"]
+    if disk["path"].startswith("/dev/disk/by-id/"):
+        return "by-id:" + disk["path"]
+    return None
 
 
 # Grouping and roles

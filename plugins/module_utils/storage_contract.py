@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import re
 
-PLAN_VERSION = 1
+# Version 2 names each disk by what it is (``identity``: its WWN, else its serial, else its by-id link) beside
+# its kernel name; version 1 plans, kernel names only, are still read.
+PLAN_VERSION = 2
+READABLE_PLAN_VERSIONS = (1, 2)
 
 # GPT partition types the plan uses, as sgdisk's short codes, and their GUIDs (what lsblk reports).
 ESP_TYPE = "EF00"

@@ -24,7 +24,7 @@ not storage_apply.
 from __future__ import annotations
 
 from ansible_collections.prenixos.baseline.plugins.module_utils.block_devices import MD_TYPES
-from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import PLAN_VERSION
+from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import READABLE_PLAN_VERSIONS
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_identity import BuildIdentity
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_kind_fs import (
     FilesystemPlan,
@@ -81,9 +81,9 @@ class PlanView(PartitionPlan, ArrayPlan, VolumePlan, FilesystemPlan):
         self.errors = []
         if not isinstance(plan, dict):
             raise ApplyError("plan must be the dict storage_plan returns, got %s" % type(plan).__name__)
-        if plan.get("version") != PLAN_VERSION:
-            raise ApplyError("plan version %r is not supported (this module reads version %d)"
-                             % (plan.get("version"), PLAN_VERSION))
+        if plan.get("version") not in READABLE_PLAN_VERSIONS:
+            raise ApplyError("plan version %r is not supported (this module reads versions %s)"
+                             % (plan.get("version"), " and ".join(map(str, READABLE_PLAN_VERSIONS))))
         self.plan = plan
         self.identity = BuildIdentity(plan)
         self.read_disks()

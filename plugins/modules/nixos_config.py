@@ -171,7 +171,7 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.nixos import (
     render_configuration,
     render_pre_nixos,
 )
-from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import PLAN_VERSION
+from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import READABLE_PLAN_VERSIONS
 
 INSTALL_TOOLS = ("nixos-generate-config", "nixos-install")
 
@@ -179,9 +179,9 @@ INSTALL_TOOLS = ("nixos-generate-config", "nixos-install")
 def render(params):
     """``(pre-nixos.nix, configuration.nix for a fresh install, disko.nix or None)``."""
     plan = params["plan"]
-    if plan.get("version") != PLAN_VERSION:
-        raise NixosConfigError("this module reads storage plans of version %d, not %r"
-                               % (PLAN_VERSION, plan.get("version")))
+    if plan.get("version") not in READABLE_PLAN_VERSIONS:
+        raise NixosConfigError("this module reads storage plans of versions %s, not %r"
+                               % (" and ".join(map(str, READABLE_PLAN_VERSIONS)), plan.get("version")))
     pre_nixos = render_pre_nixos(
         plan,
         params["authorized_keys"],

@@ -153,7 +153,7 @@ def test_require_mounted_false_writes_into_any_directory(tmp_path, capsys):
         ({"authorized_keys": ["ssh-ed25519 bm90IGEga2V5"]}, "authorized key 1 is not usable"),
         ({"hostname": 'x"; y = "'}, "not one NixOS accepts"),
         ({"state_version": "unstable"}, "not a NixOS release"),
-        ({"plan": {"version": 2}}, "reads storage plans of version 1, not 2"),
+        ({"plan": {"version": 3}}, "reads storage plans of versions 1 and 2, not 3"),
         ({"plan": {"version": 1, "partitions": []}}, "the plan lacks 'logical_volumes'"),
         ({"address": "10.0.0.5/8", "gateway": "10.0.0.1", "dns": ["resolver"]}, "DNS server 'resolver'"),
     ],

@@ -186,9 +186,10 @@ def test_one_nvme_gets_an_esp_and_a_plain_main_with_slash_and_home():
     # a quarter of what / leaves is below 16 GiB
     home_size = (vg_size - 50 * GiB) // 4 // (4 * MiB) * (4 * MiB)
     assert {key: value for key, value in plan.items() if key != "options"} == {
-        "version": 1,
+        "version": 2,
         "disks": [
             {"name": "nvme0n1", "path": "/dev/disk/by-id/nvme-Samsung_X", "dev": "/dev/nvme0n1", "size": 100 * GiB,
+             "wwn": None, "serial": None, "identity": "by-id:/dev/disk/by-id/nvme-Samsung_X",
              "class": "ssd", "vg": "main"},
         ],
         "excluded": [],
@@ -589,7 +590,7 @@ def test_flags_given_as_strings_are_read_as_booleans():
 def test_minimal_disks_are_planned_with_defaults_for_the_missing_facts():
     plan = plan_storage([{"name": "vda", "size": 20 * GiB, "rotational": False}], RAM)
     assert plan["disks"] == [{"name": "vda", "path": "/dev/vda", "dev": "/dev/vda", "size": 20 * GiB,
-                              "class": "ssd", "vg": "main"}]
+                              "wwn": None, "serial": None, "identity": None, "class": "ssd", "vg": "main"}]
 
 
 def test_main_too_small_for_root_fails_clearly():

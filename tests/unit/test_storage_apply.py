@@ -541,7 +541,7 @@ def test_a_planned_disk_that_is_missing_is_refused(tmp_path):
      "array main: member '/dev/vda2' is not a planned partition without a filesystem"),
     (lambda plan: plan["volume_groups"][0]["pvs"].append("/dev/sdz1"),
      "volume group main: PV '/dev/sdz1' is neither a planned array nor a planned partition"),
-    (lambda plan: plan.update(version=2), "plan version 2 is not supported"),
+    (lambda plan: plan.update(version=3), "plan version 3 is not supported"),
 ])
 def test_a_plan_that_does_not_hold_together_is_refused_before_anything_runs(tmp_path, change, message):
     machine = default_machine(tmp_path)
