@@ -77,7 +77,8 @@ class PlanView(PartitionPlan, ArrayPlan, VolumePlan, FilesystemPlan):
     Each section is read by its kind, root to leaf, so that a kind can check what it sits on.
     """
 
-    def __init__(self, plan):
+    def __init__(self, plan, refuse=True):
+        """``refuse=False`` keeps what does not hold together in ``errors`` instead (a review lists it all)."""
         self.errors = []
         if not isinstance(plan, dict):
             raise ApplyError("plan must be the dict storage_plan returns, got %s" % type(plan).__name__)
@@ -92,7 +93,7 @@ class PlanView(PartitionPlan, ArrayPlan, VolumePlan, FilesystemPlan):
         self.read_volume_groups()
         self.read_logical_volumes()
         self.check_mountpoints()
-        if self.errors:
+        if self.errors and refuse:
             raise ApplyError("the plan is not consistent: " + "; ".join(self.errors))
 
     def entries(self, key):
