@@ -62,17 +62,54 @@ options:
     default: false
   swap_size:
     description:
-      - Size of the swap volume in bytes; defaults to the RAM size. Clipped to what its volume group holds.
-    type: int
+      - Size of the swap volume; defaults to the RAM size (up to 32 GiB). Clipped to what its volume group holds;
+        C(0) plans no swap volume.
+      - Bytes, or a number with a binary unit K, M, G, T or P (C(8G), C(8GiB) and C(8GB) are all 8 x 2^30 bytes,
+        C(512M), C(1.5T)), as in every size option.
+    type: raw
   slash_size:
     description:
-      - Size of C(main/slash), mounted at C(/), in bytes; defaults to 50 GiB. Clipped to what C(main) holds.
-    type: int
+      - Size of C(main/slash), mounted at C(/); defaults to 50 GiB. Clipped to what C(main) holds.
+      - Bytes or a number with a binary unit, as O(swap_size).
+    type: raw
   home_size:
     description:
-      - Largest size of C(main/home), mounted at C(/home), in bytes; defaults to 16 GiB.
+      - Largest size of C(main/home), mounted at C(/home); defaults to 16 GiB.
       - It never takes more than a quarter of what C(main) has left after C(/).
-    type: int
+      - Bytes or a number with a binary unit, as O(swap_size).
+    type: raw
+  esp_size:
+    description:
+      - Size of the EFI system partition on each disk of C(main); defaults to 1 GiB, at least 32 MiB.
+      - Bytes or a number with a binary unit, as O(swap_size).
+    type: raw
+  min_disk_size:
+    description:
+      - Disks smaller than this are excluded; defaults to 2 GiB.
+      - Bytes or a number with a binary unit, as O(swap_size).
+    type: raw
+  include:
+    description:
+      - Disk selectors; when not empty, only the disks one of them matches are planned (the other rules still
+        exclude what they exclude), the others are excluded as C(not in the operator's include list).
+      - "A selector is a kernel name (C(sda), C(/dev/sda), C(name:sda)), a serial (C(serial:S3Z1NB0K123)),
+        a WWN in any spelling (C(wwn:0x5002538e40a1b2c3), C(wwn:naa.5002538E40A1B2C3)), a C(/dev/disk/by-id/)
+        link (the whole path or C(by-id:ata-...)), a model glob (C(model:Samsung*); blanks in a model count as
+        C(_)), or a bare word that matches any of these (C(S3Z1NB0K123), C(Samsung*)). C(*), C(?) and C([)
+        make any value a glob. Serials, WWNs, links and models are compared ignoring case."
+      - A selector that matches no disk fails the module, listing every disk with its name, serial, model and WWN.
+      - A string is read as selectors separated by commas.
+    type: list
+    elements: str
+    default: []
+  exclude:
+    description:
+      - Disk selectors, as in O(include); the disks they match are never planned and are excluded as
+        C(excluded by the operator (exclude: S3Z1NB0K123)).
+      - A selector that matches no disk fails the module, listing every disk with its name, serial, model and WWN.
+    type: list
+    elements: str
+    default: []
   dest:
     description:
       - File to write the plan to, as JSON. Written atomically and only when its content differs;
@@ -105,6 +142,13 @@ EXAMPLES = r"""
       - {name: sdb, size: 500107862016, rotational: false}
     ram_bytes: 34359738368
     swap_on_ssd: true
+
+- name: Plan all but one disk and the Samsung SSDs, with a 20 GiB root and 8 GiB of swap
+  prenixos.baseline.storage_plan:
+    disks: "{{ ansible_facts.prenixos_disks }}"
+    exclude: [serial:S3Z1NB0K123, model:Samsung*]
+    slash_size: 20G
+    swap_size: 8GiB
 """
 
 RETURN = r"""
@@ -171,6 +215,11 @@ nixos:
       settings as the storage part of the C(pre-nixos.nix) that M(prenixos.baseline.nixos_config) writes.
   returned: success
   type: str
+review_notes:
+  description: What binding a given O(plan) to the disks present assumed (a disk found by kernel name only).
+  returned: when O(plan) is set
+  type: list
+  elements: str
 dest:
   description: Where the plan was (or in check mode would be) written.
   returned: when O(dest) is set
@@ -185,9 +234,11 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.prenixos.baseline.plugins.module_utils.files import read_text, write_text
 from ansible_collections.prenixos.baseline.plugins.module_utils.nixos import render_storage
 from ansible_collections.prenixos.baseline.plugins.module_utils.plan_render import render_summary
+from ansible_collections.prenixos.baseline.plugins.module_utils.plan_check import review_plan
 from ansible_collections.prenixos.baseline.plugins.module_utils.planner import PlanError, plan_storage
 
-PLANNER_OPTIONS = ("size_tolerance", "redundant_main", "swap_on_ssd", "backups", "swap_size", "slash_size", "home_size")
+PLANNER_OPTIONS = ("size_tolerance", "redundant_main", "swap_on_ssd", "backups", "swap_size", "slash_size", "home_size",
+                   "esp_size", "min_disk_size", "include", "exclude")
 
 
 def ram_bytes_from_meminfo(path="/proc/meminfo"):
@@ -200,6 +251,21 @@ def ram_bytes_from_meminfo(path="/proc/meminfo"):
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def given_plan(value):
+    """The plan the operator gave: a dict, or the path of a JSON file holding one."""
+    if isinstance(value, dict):
+        return value
+    if not isinstance(value, str):
+        raise PlanError("plan must be a plan (a dict) or the path of a plan file, got %r" % (value,))
+    try:
+        with open(value) as handle:
+            return json.load(handle)
+    except OSError as error:
+        raise PlanError("cannot read the plan file %s: %s" % (value, error.strerror)) from None
+    except ValueError as error:
+        raise PlanError("the plan file %s is not JSON: %s" % (value, error)) from None
 
 
 def plan_as_json(plan):
@@ -215,9 +281,14 @@ def main():
             "redundant_main": {"type": "bool", "default": False},
             "swap_on_ssd": {"type": "bool", "default": False},
             "backups": {"type": "bool", "default": False},
-            "swap_size": {"type": "int"},
-            "slash_size": {"type": "int"},
-            "home_size": {"type": "int"},
+            "swap_size": {"type": "raw"},
+            "slash_size": {"type": "raw"},
+            "home_size": {"type": "raw"},
+            "esp_size": {"type": "raw"},
+            "min_disk_size": {"type": "raw"},
+            "include": {"type": "list", "elements": "str", "default": []},
+            "exclude": {"type": "list", "elements": "str", "default": []},
+            "plan": {"type": "raw"},
             "dest": {"type": "path"},
         },
         supports_check_mode=True,
@@ -228,12 +299,18 @@ def main():
         module.fail_json(msg="cannot read MemTotal from /proc/meminfo; set ram_bytes or swap_size")
     options = {key: params[key] for key in PLANNER_OPTIONS if params[key] is not None}
 
+    review_notes = None
     try:
-        plan = plan_storage(params["disks"], ram_bytes, options)
+        if params["plan"] is not None:
+            plan, review_notes = review_plan(given_plan(params["plan"]), params["disks"])
+        else:
+            plan = plan_storage(params["disks"], ram_bytes, options)
     except PlanError as error:
-        module.fail_json(msg=str(error), changed=False)
+        module.fail_json(msg=str(error), changed=False, problems=getattr(error, "problems", [str(error)]))
 
     result = {"changed": False, "plan": plan, "summary": render_summary(plan), "nixos": render_storage(plan)}
+    if review_notes is not None:
+        result["review_notes"] = review_notes
     dest = params["dest"]
     if dest:
         result["dest"] = dest

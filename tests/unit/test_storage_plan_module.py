@@ -135,3 +135,41 @@ def test_a_size_beyond_any_disk_fails_the_module_instead_of_its_summary(capsys):
     result = run_module(storage_plan.main, {"disks": disks, "ram_bytes": 8 * GiB}, capsys)
     assert (result.get("failed"), result["msg"]) == (
         True, "disk sdd: size of %d bytes is beyond any disk (2^64 at most)" % 10 ** 400)
+
+
+def with_serials(disks):
+    return [dict(d, serial="SERIAL-" + d["name"]) for d in disks]
+
+
+def test_a_given_plan_file_is_reviewed_and_bound_to_the_disks_present(tmp_path, capsys):
+    planned = plan_storage(with_serials(TWO_SSDS_TWO_HDDS), 8 * GiB)
+    plan_file = tmp_path / "edited.json"
+    plan_file.write_text(json.dumps(planned))
+    swapped = [dict(d, name=new, dev="/dev/" + new, path="/dev/" + new)
+               for d, new in zip(with_serials(TWO_SSDS_TWO_HDDS), ["sdb", "sda", "sdd", "sdc"], strict=True)]
+    result = run_module(storage_plan.main, {"disks": swapped, "ram_bytes": 8 * GiB, "plan": str(plan_file)}, capsys)
+    assert result["changed"] is False and result["review_notes"] == []
+    by_serial = {d["serial"]: d["name"] for d in result["plan"]["disks"]}
+    assert by_serial == {"SERIAL-sda": "sdb", "SERIAL-sdb": "sda", "SERIAL-sdc": "sdd", "SERIAL-sdd": "sdc"}
+    assert "sdb" in result["summary"] and "fileSystems" in result["nixos"]
+
+
+def test_a_refused_plan_fails_with_every_problem_and_writes_nothing(tmp_path, capsys):
+    planned = plan_storage(with_serials(TWO_SSDS_TWO_HDDS), 8 * GiB)
+    planned["arrays"][0]["level"] = "raid6"
+    dest = tmp_path / "plan.json"
+    args = {"disks": with_serials(TWO_SSDS_TWO_HDDS[:3]), "ram_bytes": 8 * GiB, "plan": planned, "dest": str(dest)}
+    result = run_module(storage_plan.main, args, capsys)
+    assert result["failed"] is True and result["changed"] is False and not dest.exists()
+    assert result["msg"].startswith("the plan is refused, nothing was changed:")
+    assert any(p.startswith("disk sdd (serial:SERIAL-sdd): no disk of this machine has it") for p in result["problems"])
+    assert any(p.startswith("array main: raid6 needs at least 4 members") for p in result["problems"])
+
+
+def test_a_plan_file_that_is_missing_or_not_json_is_named(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    for path, message in ((tmp_path / "none.json", "cannot read the plan file"), (bad, "is not JSON")):
+        result = run_module(storage_plan.main, {"disks": TWO_SSDS_TWO_HDDS, "plan": str(path), "ram_bytes": GiB},
+                            capsys)
+        assert result["failed"] is True and message in result["msg"], result
