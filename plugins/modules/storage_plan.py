@@ -233,8 +233,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.prenixos.baseline.plugins.module_utils.files import read_text, write_text
 from ansible_collections.prenixos.baseline.plugins.module_utils.nixos import render_storage
-from ansible_collections.prenixos.baseline.plugins.module_utils.plan_render import render_summary
 from ansible_collections.prenixos.baseline.plugins.module_utils.plan_check import review_plan
+from ansible_collections.prenixos.baseline.plugins.module_utils.plan_render import render_summary
 from ansible_collections.prenixos.baseline.plugins.module_utils.planner import PlanError, plan_storage
 
 PLANNER_OPTIONS = ("size_tolerance", "redundant_main", "swap_on_ssd", "backups", "swap_size", "slash_size", "home_size",
