@@ -44,7 +44,11 @@ def tree_lines(nodes, prefix=""):
 
 
 def disk_label(disk):
+    """``sda  ssd  32.0 GiB  /dev/disk/by-id/...  serial S3Z1NB0K123``: what an operator selects a disk by."""
     label = "%s  %s  %s  %s" % (disk["name"], disk["class"], human_size(disk["size"]), disk["path"])
+    for key in ("serial", "wwn"):
+        if disk.get(key):
+            label += "  %s %s" % (key, disk[key])
     return label
 
 

@@ -43,6 +43,15 @@ def two_ssds_two_hdds_and_a_usb_stick():
     ]
 
 
+def test_the_summary_names_each_disk_by_serial_and_wwn_when_it_has_them():
+    disks = two_ssds_two_hdds_and_a_usb_stick()
+    disks[0].update(serial="S3Z1NB0K123", wwn="0x5002538e40a1b2c3")
+    disks[2].update(serial="ZA1ABC")
+    lines = render_summary(plan_storage(disks, 32 * GiB)).splitlines()
+    assert "sda  ssd  931.3 GiB  /dev/disk/by-id/wwn-sda  serial S3Z1NB0K123  wwn 0x5002538e40a1b2c3" in lines
+    assert "sdc  hdd  3.6 TiB  /dev/disk/by-id/wwn-sdc  serial ZA1ABC" in lines
+
+
 def nix_parse(text):
     return subprocess.run([NIX_INSTANTIATE, "--parse", "-"], input=text, capture_output=True, text=True, check=False)
 
