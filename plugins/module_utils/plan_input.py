@@ -12,7 +12,18 @@ Disks
     is not a ``-partN`` link (where the link points is checked on the machine, by ``storage_apply``);
     ``size`` a whole number of bytes (an int, an integral float, a string of digits) from 0 to 2^64;
     flags read as YAML reads them; ``type``, ``transport``, ``serial`` and ``wwn`` strings or null;
-    ``in_use_reasons`` a list of strings; ``children`` a list of dicts.
+    ``in_use_reasons`` a list of strings; ``children`` a list of dicts; ``model`` a string or null (kept, trimmed,
+    for the operator's disk selectors: ``disk_selectors``).
+
+Sizes
+    ``esp_size``, ``slash_size``, ``home_size``, ``swap_size`` and ``min_disk_size`` are bytes (an int, an
+    integral float, a string of digits) or a number with a binary unit (``parse_size``): ``20G``, ``20GiB``,
+    ``20GB`` are all 20 x 2^30 bytes; ``512M``, ``1.5T``, ``64K``, ``1P``; any case, blanks allowed before the
+    unit. The effective options carry bytes.
+
+Disk selection
+    ``include`` and ``exclude`` are lists of disk selectors (non-empty strings, see ``disk_selectors``);
+    ``include`` empty means every disk.
 
 Identity
     ``wwn_key`` and ``serial_key`` are what two paths to one disk have in common: the WWN without the
@@ -47,6 +58,8 @@ DEFAULT_OPTIONS = {
     "home_size": 16 * GiB,
     "swap_size": None,  # None: the RAM size
     "min_disk_size": 2 * GiB,
+    "include": [],  # disk selectors; empty: every disk
+    "exclude": [],
     "main_vg": "main",
     "swap_vg": "swap",
     "large_vg": "large",
@@ -58,6 +71,10 @@ PARTITION_LINK = re.compile(r"-part[0-9]+\Z")
 DIGITS = re.compile(r"^\s*[0-9]{1,30}\s*\Z")
 LETTERED_NAME = re.compile(r"^(sd|vd|hd|xvd)([a-z]+)\Z")
 WWN_SPELLING = re.compile(r"^(0x|naa\.)")
+SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(?:([KMGTP])(?:iB|i|B)?|B)?\s*\Z", re.IGNORECASE)
+UNIT_BYTES = {"K": 1024, "M": MiB, "G": GiB, "T": 1024 ** 4, "P": 1024 ** 5}
+SIZE_OPTIONS = ("esp_size", "slash_size", "home_size", "swap_size", "min_disk_size")
+SELECTOR_OPTIONS = ("include", "exclude")
 
 
 class PlanError(Exception):
@@ -85,8 +102,10 @@ def effective_options(options, ram_bytes):
             raise PlanError("%s must be true or false, got %r" % (key, effective[key]))
     if effective["swap_size"] is None:
         effective["swap_size"] = min(require_size("ram_bytes", ram_bytes), SWAP_CEILING)
-    for key in ("esp_size", "slash_size", "home_size", "swap_size", "min_disk_size"):
-        effective[key] = require_size(key, effective[key])
+    for key in SIZE_OPTIONS:
+        effective[key] = parse_size(key, effective[key])
+    for key in SELECTOR_OPTIONS:
+        effective[key] = selector_list(key, effective[key])
     if effective["slash_size"] < MIN_LV_SIZE:
         raise PlanError("slash_size must be at least 256 MiB, got %d bytes" % effective["slash_size"])
     if effective["esp_size"] < 32 * MiB:
@@ -105,6 +124,33 @@ def require_size(key, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise PlanError("%s must be a whole number of bytes (0 or more), got %r" % (key, value))
     return within_any_disk(key, value)
+
+
+def parse_size(key, value):
+    """Bytes from an int, an integral float, a string of digits, or a number with a binary unit (``20G``,
+    ``512MiB``, ``1.5T``: 1 K = 1024 bytes); a fraction of a byte is dropped. PlanError naming ``key`` otherwise."""
+    if isinstance(value, float) and not isinstance(value, bool) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value >= 0:
+            return within_any_disk(key, value)
+    elif isinstance(value, str):
+        found = SIZE.match(value)
+        if found and (found.group(2) or "." not in found.group(1)):
+            number, unit = found.groups()
+            whole, _dot, fraction = number.partition(".")
+            factor = UNIT_BYTES[unit.upper()] if unit else 1
+            # exact: no float between the digits and the bytes
+            size = int(whole) * factor + int(fraction or "0") * factor // 10 ** len(fraction)
+            return within_any_disk(key, size)
+    raise PlanError("%s must be a size: bytes or a number with a binary unit (20G, 512M, 1.5T), got %r" % (key, value))
+
+
+def selector_list(key, value):
+    """A list of disk selectors (non-empty strings, trimmed); what each one selects is ``disk_selectors``'."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) and item.strip() for item in value):
+        raise PlanError("%s must be a list of disk selectors (non-empty strings), got %r" % (key, value))
+    return [item.strip() for item in value]
 
 
 def within_any_disk(what, size):
@@ -135,7 +181,7 @@ def normalise_disk(disk):
     if not isinstance(name, str) or not DISK_NAME_PATTERN.match(name):
         raise PlanError("disk name %r is not a kernel disk name (A-Z a-z 0-9 _ . -, starting with a letter or digit)"
                         % (name,))
-    for key in ("type", "transport", "wwn", "serial"):
+    for key in ("type", "transport", "wwn", "serial", "model"):
         if disk.get(key) is not None and not isinstance(disk[key], str):
             raise PlanError("disk %s: %s must be a string or null, got %r" % (name, key, disk[key]))
     normalised = {
@@ -145,6 +191,7 @@ def normalise_disk(disk):
         "dev": disk.get("dev") or "/dev/" + name,
         "size": whole_bytes(name, disk["size"]),
         "transport": disk.get("transport") or None,
+        "model": disk.get("model") and disk["model"].strip() or None,
         "in_use_reasons": text_list(name, disk.get("in_use_reasons")),
     }
     if normalised["dev"] != "/dev/" + name:

@@ -15,8 +15,11 @@ eligible (its message lists every disk and why it was excluded), when the input 
 (refused at the door, ``plan_input``, naming the disk and the field), or when ``main`` cannot hold ``/``.
 
 Eligibility
-    Excluded, with every reason that applies: names ``loop*``, ``ram*``, ``zram*``, ``nbd*``,
-    ``fd*``, ``sr*``, ``md*``, ``dm-*``; ``type`` other than ``disk``; removable; transport
+    Excluded, with every reason that applies: the operator's choice first (options ``include`` and ``exclude``,
+    lists of disk selectors, ``disk_selectors``): ``not in the operator's include list`` when ``include`` is
+    not empty and no selector of it matches, ``excluded by the operator (exclude: S3Z1NB0K123)``; a selector
+    that matches no disk at all is a PlanError listing the disks. Then: names ``loop*``, ``ram*``, ``zram*``,
+    ``nbd*``, ``fd*``, ``sr*``, ``md*``, ``dm-*``; ``type`` other than ``disk``; removable; transport
     ``usb``; read-only; the boot medium; size 0 or below ``min_disk_size``; a path of a multipath
     (dm-mpath) device (multipath devices themselves are not planned); a second path to a disk before
     it in kernel order, ``second path to sdc (same WWN ...)``: the same WWN, else the same serial and
@@ -68,7 +71,8 @@ Logical volumes
 The plan (all sizes in bytes; ``size: null`` = rest of the disk)::
 
     version: 2
-    options: the effective options (every default filled in, swap_size resolved)
+    options: the effective options (every default filled in, swap_size resolved, sizes in bytes;
+        include and exclude: the operator's disk selectors, as given)
     disks: [{name, path, dev, size, wwn, serial, identity, class, vg}]   # planned disks only
         # identity: what names the disk in any boot (disk_identity): "wwn:...", "serial:...", "by-id:..."
         # or null; a plan made in one boot is bound to the kernel names of another by it (plan_check)
@@ -96,6 +100,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
+from ansible_collections.prenixos.baseline.plugins.module_utils.disk_selectors import operator_reasons
 from ansible_collections.prenixos.baseline.plugins.module_utils.plan_input import (
     MIN_LV_SIZE,
     MiB,
@@ -178,7 +183,8 @@ def plan_storage(disks, ram_bytes, options=None):
     options = effective_options(options, ram_bytes)
     disks = normalise_disks(disks)
 
-    eligible, excluded = split_eligible(disks, options["min_disk_size"])
+    chosen = operator_reasons(disks, options["include"], options["exclude"])
+    eligible, excluded = split_eligible(disks, options["min_disk_size"], chosen)
     if not eligible:
         raise PlanError(no_eligible_disk_message(excluded))
 
@@ -216,12 +222,14 @@ def plan_storage(disks, ram_bytes, options=None):
 
 # Eligibility
 
-def split_eligible(disks, min_disk_size):
-    """``(eligible disks with their class, [{disk, reason}])``, both in name order."""
+def split_eligible(disks, min_disk_size, chosen=None):
+    """``(eligible disks with their class, [{disk, reason}])``, both in name order; ``chosen`` gives the
+    operator's reasons (``disk_selectors.operator_reasons``), listed first."""
     eligible, excluded = [], []
     second_path = second_paths(disks)
     for disk in disks:
-        reasons = exclusion_reasons(disk, min_disk_size)
+        reasons = list((chosen or {}).get(disk["name"], []))
+        reasons += exclusion_reasons(disk, min_disk_size)
         reasons += second_path.get(disk["name"], [])
         if reasons:
             excluded.append({"disk": disk["name"], "reason": "; ".join(reasons)})

@@ -548,6 +548,8 @@ def test_effective_options_are_returned_with_every_default():
         "home_size": 16 * GiB,
         "swap_size": RAM,
         "min_disk_size": 2 * GiB,
+        "include": [],
+        "exclude": [],
         "main_vg": "main",
         "swap_vg": "swap",
         "large_vg": "large",
@@ -560,7 +562,8 @@ def test_effective_options_are_returned_with_every_default():
         ({"sizetolerance": 0.02}, "unknown planner option(s): sizetolerance"),
         ({"size_tolerance": 1.5}, "size_tolerance must be a number from 0 to below 1, got 1.5"),
         ({"redundant_main": "yes"}, "redundant_main must be true or false, got 'yes'"),
-        ({"slash_size": -1}, "slash_size must be a whole number of bytes (0 or more), got -1"),
+        ({"slash_size": -1},
+         "slash_size must be a size: bytes or a number with a binary unit (20G, 512M, 1.5T), got -1"),
         ({"main_vg": "main vg"}, "volume group name 'main vg' must be 1-16 characters of A-Z a-z 0-9 _ . + -"),
         # a trailing newline is not the end of the name ("$" would let it through to mdadm and LVM)
         ({"main_vg": "main\n"}, "volume group name 'main\\n' must be 1-16 characters of A-Z a-z 0-9 _ . + -"),
@@ -669,7 +672,8 @@ def test_sizes_and_paths_as_disk_facts_writes_them_are_still_accepted():
         ({"name": "sda"}, None, "disks must be a list of disk facts, got {'name': 'sda'}"),
         ([ssd("sda")], ["redundant_main"], "planner options must be a dict, got ['redundant_main']"),
         ([ssd("sda")], {"size_tolerance": float("inf")}, "size_tolerance must be a number from 0 to below 1, got inf"),
-        ([ssd("sda")], {"esp_size": float("inf")}, "esp_size must be a whole number of bytes (0 or more), got inf"),
+        ([ssd("sda")], {"esp_size": float("inf")},
+         "esp_size must be a size: bytes or a number with a binary unit (20G, 512M, 1.5T), got inf"),
     ],
 )
 def test_a_malformed_disk_list_or_options_are_refused(disks, options, message):
