@@ -104,8 +104,8 @@ options:
     default: []
   exclude:
     description:
-      - Disk selectors, as in O(include); the disks they match are never planned and are excluded as
-        C(excluded by the operator (exclude: S3Z1NB0K123)).
+      - "Disk selectors, as in O(include); the disks they match are never planned and are excluded as
+        C(excluded by the operator (exclude: S3Z1NB0K123))."
       - A selector that matches no disk fails the module, listing every disk with its name, serial, model and WWN.
     type: list
     elements: str

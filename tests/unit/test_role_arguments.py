@@ -29,6 +29,7 @@ def run_role(tmp_path, role, variables):
      "value of prenixos_storage_mode must be one of: plan, apply, skip, got: build"),
     ("storage", {"prenixos_storage_wipe": "perhaps"}, "prenixos_storage_wipe"),
     ("storage", {"prenixos_storage_size_tolerance": "one percent"}, "prenixos_storage_size_tolerance"),
+    ("storage", {"prenixos_storage_exclude": {"serial": "S3Z1NB0K123"}}, "prenixos_storage_exclude"),
     ("lan", {"prenixos_lan_carrier_timeout": "a minute"}, "prenixos_lan_carrier_timeout"),
     ("ssh_hardening", {"prenixos_ssh_authorized_keys": {"ops": "ssh-ed25519 AAAA"}}, "prenixos_ssh_authorized_keys"),
     ("lan", {"prenixos_lan_announce_consoles": {"tty": "/dev/tty1"}}, "prenixos_lan_announce_consoles"),

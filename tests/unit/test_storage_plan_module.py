@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import yaml
 from module_harness import run_module
 
+from ansible_collections.prenixos.baseline.plugins.module_utils.plan_input import DEFAULT_OPTIONS
 from ansible_collections.prenixos.baseline.plugins.module_utils.planner import plan_storage
 from ansible_collections.prenixos.baseline.plugins.modules import storage_plan
 
@@ -173,3 +176,52 @@ def test_a_plan_file_that_is_missing_or_not_json_is_named(tmp_path, capsys):
         result = run_module(storage_plan.main, {"disks": TWO_SSDS_TWO_HDDS, "plan": str(path), "ram_bytes": GiB},
                             capsys)
         assert result["failed"] is True and message in result["msg"], result
+
+
+SELECTABLE = [dict(d, serial="S-" + d["name"], model="Samsung SSD 860" if not d["rotational"] else "ST4000NM0023")
+              for d in TWO_SSDS_TWO_HDDS]
+
+
+def test_every_planner_rule_is_a_documented_module_option():
+    documented = yaml.safe_load(storage_plan.DOCUMENTATION)["options"]
+    rules = set(DEFAULT_OPTIONS) - {"main_vg", "swap_vg", "large_vg"}
+    assert set(storage_plan.PLANNER_OPTIONS) == rules
+    assert rules <= set(documented)
+    assert {key: documented[key]["type"] for key in ("esp_size", "slash_size", "home_size", "swap_size",
+                                                     "min_disk_size", "include", "exclude")} == {
+        "esp_size": "raw", "slash_size": "raw", "home_size": "raw", "swap_size": "raw", "min_disk_size": "raw",
+        "include": "list", "exclude": "list"}
+
+
+def test_sizes_with_units_and_disk_selectors_reach_the_planner(capsys):
+    args = {"disks": SELECTABLE, "ram_bytes": 8 * GiB, "slash_size": "20G", "home_size": "4GiB", "swap_size": "512M",
+            "esp_size": "256M", "min_disk_size": "100G", "include": ["Samsung*", "sdc"], "exclude": ["serial:S-sda"]}
+    result = run_module(storage_plan.main, args, capsys)
+    plan = result["plan"]
+    assert plan["excluded"] == [
+        {"disk": "sda", "reason": "excluded by the operator (exclude: serial:S-sda)"},
+        {"disk": "sdd", "reason": "not in the operator's include list"},
+    ]
+    assert [(lv["vg"], lv["name"], lv["size"]) for lv in plan["logical_volumes"]] == [
+        ("main", "slash", 20 * GiB), ("main", "home", 4 * GiB), ("large", "swap", 512 * 1024 ** 2),
+        ("large", "data", plan["logical_volumes"][3]["size"])]
+    assert plan["partitions"][0]["size"] == 256 * 1024 ** 2
+    assert (plan["options"]["min_disk_size"], plan["options"]["include"]) == (100 * GiB, ["Samsung*", "sdc"])
+
+
+def test_a_comma_separated_string_is_a_list_of_selectors(capsys):
+    args = {"disks": SELECTABLE, "ram_bytes": 8 * GiB, "exclude": "sdc,serial:S-sdd"}
+    plan = run_module(storage_plan.main, args, capsys)["plan"]
+    assert [entry["disk"] for entry in plan["excluded"]] == ["sdc", "sdd"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({"exclude": ["S-sdz"]}, "disk selector(s) matching no disk: exclude: 'S-sdz'\n"),
+    ({"slash_size": "20X"}, "slash_size must be a size: bytes or a number with a binary unit (20G, 512M, 1.5T), "
+                            "got '20X'"),
+])
+def test_a_selector_matching_nothing_or_a_bad_size_fails_the_module(capsys, args, message):
+    result = run_module(storage_plan.main, dict(args, disks=SELECTABLE, ram_bytes=8 * GiB), capsys)
+    assert (result.get("failed"), result["changed"]) == (True, False)
+    assert result["msg"].startswith(message), result["msg"]
+    assert "plan" not in result
