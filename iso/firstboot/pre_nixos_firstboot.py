@@ -17,8 +17,18 @@ Kernel command-line switches (anything else starting with ``prenixos.`` is repor
   prenixos.install=1              install NixOS onto the built disks (images with Nix only)
   prenixos.reboot=1               after installing NixOS, reboot into it
   prenixos.mitogen=0              run the playbook with Ansible's own strategy instead of Mitogen's
+  prenixos.exclude=SEL[,SEL...]   never plan the disks these selectors match (prenixos_storage_exclude)
+  prenixos.include=SEL[,SEL...]   plan only the disks these selectors match (prenixos_storage_include)
+  prenixos.slash=SIZE             the size of / (prenixos_storage_slash_size)
+  prenixos.home=SIZE              the largest size of /home (prenixos_storage_home_size)
+  prenixos.swap=SIZE              the size of the swap volume, 0 for none (prenixos_storage_swap_size)
 
-Python 3 standard library only.
+A selector (SEL) is a kernel name (sda), a serial, a WWN (0x5002538e40a1b2c3, naa.5002538E40A1B2C3), a
+/dev/disk/by-id/ link or a model glob (Samsung*, blanks in the model as _), or one of them after name:, serial:,
+wwn:, by-id: or model:. A SIZE is bytes or a number with a binary unit: 20G, 512M, 1.5T. A bad value is
+reported and ignored like any other; a selector that matches no disk stops the plan, listing the disks.
+
+Python 3 standard library and the collection's pure module_utils only.
 """
 from __future__ import annotations
 
@@ -51,6 +61,16 @@ SWITCHES = {
     "prenixos.reboot": ("0", "1"),
     "prenixos.mitogen": ("0", "1"),
 }
+# Switches that take a value of the operator's: what they take, its kind (checked as the planner checks it),
+# and the role variable they set.
+SIZE = "a size: bytes or a number with a binary unit (20G, 512M, 1.5T)"
+VALUE_SWITCHES = {
+    "prenixos.exclude": ("disk selectors separated by commas", "selectors", "prenixos_storage_exclude"),
+    "prenixos.include": ("disk selectors separated by commas", "selectors", "prenixos_storage_include"),
+    "prenixos.slash": (SIZE, "size", "prenixos_storage_slash_size"),
+    "prenixos.home": (SIZE, "size", "prenixos_storage_home_size"),
+    "prenixos.swap": (SIZE, "size", "prenixos_storage_swap_size"),
+}
 # Boolean switches and the role variables they set.
 BOOLEAN_SWITCHES = (
     ("prenixos.wipe", "prenixos_storage_wipe"),
@@ -64,6 +84,8 @@ INTERNAL = ("prenixos.medium",)
 
 sys.path.insert(0, COLLECTIONS)
 from ansible_collections.prenixos.baseline.plugins.module_utils import status as statusfile  # noqa: E402
+from ansible_collections.prenixos.baseline.plugins.module_utils.disk_selectors import parse_selector  # noqa: E402
+from ansible_collections.prenixos.baseline.plugins.module_utils.plan_input import PlanError, parse_size  # noqa: E402
 
 
 def say(message):
@@ -78,6 +100,7 @@ def parse_cmdline(text):
     last occurrence wins, as for the kernel's own parameters).
     """
     switches, warnings = {}, []
+    known = ", ".join(sorted(set(SWITCHES) | set(VALUE_SWITCHES)))
     for word in text.split():
         key, sep, value = word.partition("=")
         if not key.startswith("prenixos."):
@@ -85,14 +108,34 @@ def parse_cmdline(text):
         if key in INTERNAL:
             switches[key] = value
             continue
-        if key not in SWITCHES:
-            warnings.append("unknown switch %r ignored (known: %s)" % (word, ", ".join(sorted(SWITCHES))))
+        if key in VALUE_SWITCHES:
+            what, kind, _variable = VALUE_SWITCHES[key]
+            problem = value_problem(kind, value) if sep else ""
+            if problem is not None:
+                warnings.append("%r ignored: %s takes %s%s" % (word, key, what, problem and " (%s)" % problem))
+                continue
+        elif key not in SWITCHES:
+            warnings.append("unknown switch %r ignored (known: %s)" % (word, known))
             continue
-        if not sep or value not in SWITCHES[key]:
+        elif not sep or value not in SWITCHES[key]:
             warnings.append("%r ignored: %s takes one of %s" % (word, key, "|".join(SWITCHES[key])))
             continue
         switches[key] = value
     return switches, warnings
+
+
+def value_problem(kind, value):
+    """None when ``value`` is a size or a list of disk selectors as the planner reads them, else what is wrong
+    ("" when the switch's description says it)."""
+    try:
+        if kind == "size":
+            parse_size("size", value)
+        else:
+            for selector in value.split(","):
+                parse_selector(selector, "selector")
+    except PlanError as error:
+        return "" if kind == "size" else str(error).partition(": ")[2]
+    return None
 
 
 def extra_vars(switches):
@@ -103,6 +146,10 @@ def extra_vars(switches):
     for switch, variable in BOOLEAN_SWITCHES:
         if switch in switches:
             result[variable] = switches[switch] == "1"
+    for switch, (_what, kind, variable) in VALUE_SWITCHES.items():
+        if switch in switches:
+            value = switches[switch]
+            result[variable] = [selector.strip() for selector in value.split(",")] if kind == "selectors" else value
     return result
 
 

@@ -38,16 +38,34 @@ def test_unknown_switches_and_bad_values_are_reported_and_ignored(firstboot):
         "prenixos.bogus=1 prenixos.wipe=yes prenixos.storage prenixos.firstboot=0")
     assert switches == {"prenixos.firstboot": "0"}
     assert warnings == [
-        "unknown switch 'prenixos.bogus=1' ignored (known: prenixos.backups, prenixos.firstboot, prenixos.install, "
-        "prenixos.mitogen, prenixos.reboot, prenixos.redundant, prenixos.storage, prenixos.wipe)",
+        "unknown switch 'prenixos.bogus=1' ignored (known: prenixos.backups, prenixos.exclude, prenixos.firstboot, "
+        "prenixos.home, prenixos.include, prenixos.install, prenixos.mitogen, prenixos.reboot, prenixos.redundant, "
+        "prenixos.slash, prenixos.storage, prenixos.swap, prenixos.wipe)",
         "'prenixos.wipe=yes' ignored: prenixos.wipe takes one of 0|1",
         "'prenixos.storage' ignored: prenixos.storage takes one of plan|apply|skip",
     ]
 
 
-NAMES = ["firstboot", "storage", "wipe", "redundant", "backups", "install", "reboot", "medium", "wype", "", "Storage"]
-WORDS = (st.tuples(st.sampled_from(NAMES), st.sampled_from(["", "=", "=0", "=1", "=plan", "==1", "=yes", "=apply "]))
+NAMES = ["firstboot", "storage", "wipe", "redundant", "backups", "install", "reboot", "medium", "wype", "", "Storage",
+         "exclude", "include", "slash", "home", "swap"]
+VALUES = ["", "=", "=0", "=1", "=plan", "==1", "=yes", "=apply ", "=20G", "=1.5T", "=20X", "=sda,serial:S3Z1",
+          "=sda,,sdb", "=serial:", "=/dev/disk/by-path/x", "=model:Samsung*"]
+WORDS = (st.tuples(st.sampled_from(NAMES), st.sampled_from(VALUES))
          .map(lambda pair: "prenixos.%s%s" % pair) | st.text(max_size=20))
+
+
+def taken_value(firstboot, key, sep, value):
+    """Whether the switch ``key=value`` is one to take (checked here without the script's own code)."""
+    if key in firstboot.INTERNAL:
+        return True
+    if not sep:
+        return False
+    if key in ("prenixos.slash", "prenixos.home", "prenixos.swap"):
+        return value in ("0", "1", "20G", "1.5T")
+    if key in ("prenixos.exclude", "prenixos.include"):
+        pieces = value.split(",")
+        return all(piece and piece != "serial:" and not piece.startswith("/dev/disk/by-path/") for piece in pieces)
+    return value in firstboot.SWITCHES.get(key, ())
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -55,10 +73,9 @@ WORDS = (st.tuples(st.sampled_from(NAMES), st.sampled_from(["", "=", "=0", "=1",
 def test_any_kernel_command_line_gives_valid_switches_and_a_warning_for_the_rest(firstboot, line):
     switches, warnings = firstboot.parse_cmdline(line)
     for key, value in switches.items():
-        assert key in firstboot.INTERNAL or value in firstboot.SWITCHES[key], (key, value)
+        assert taken_value(firstboot, key, "=", value), (key, value)
     words = [word.partition("=") for word in line.split() if word.startswith("prenixos.")]
-    taken = [key for key, sep, value in words
-             if key in firstboot.INTERNAL or (sep and value in firstboot.SWITCHES.get(key, ()))]
+    taken = [key for key, sep, value in words if taken_value(firstboot, key, sep, value)]
     assert len(warnings) == len(words) - len(taken), "expected one warning for each switch not taken"
     assert all("prenixos." in warning for warning in warnings)
     firstboot.extra_vars(switches)
@@ -157,3 +174,38 @@ def test_without_a_wipe_an_unprotected_medium_is_only_said(firstboot):
     variables, said = firstboot.protect_medium({}, {"prenixos_storage_redundant_main": True})
     assert variables == {"prenixos_storage_redundant_main": True}
     assert said.startswith("the kernel command line does not name the boot medium")
+
+
+def test_disk_selectors_and_sizes_are_switches_that_set_the_storage_variables(firstboot):
+    switches, warnings = firstboot.parse_cmdline(
+        "console=ttyS0 prenixos.exclude=S3Z1NB0K123,model:Samsung_SSD* prenixos.include=name:sd*,wwn:naa.5000C500A1 "
+        "prenixos.slash=20G prenixos.home=4GiB prenixos.swap=0")
+    assert warnings == []
+    assert firstboot.extra_vars(switches) == {
+        "prenixos_storage_exclude": ["S3Z1NB0K123", "model:Samsung_SSD*"],
+        "prenixos_storage_include": ["name:sd*", "wwn:naa.5000C500A1"],
+        "prenixos_storage_slash_size": "20G",
+        "prenixos_storage_home_size": "4GiB",
+        "prenixos_storage_swap_size": "0",
+    }
+
+
+@pytest.mark.parametrize(("word", "warning"), [
+    ("prenixos.slash=20X", "'prenixos.slash=20X' ignored: prenixos.slash takes a size: bytes or a number with a "
+     "binary unit (20G, 512M, 1.5T)"),
+    ("prenixos.swap", "'prenixos.swap' ignored: prenixos.swap takes a size: bytes or a number with a binary unit "
+     "(20G, 512M, 1.5T)"),
+    ("prenixos.home=-4G", "'prenixos.home=-4G' ignored: prenixos.home takes a size: bytes or a number with a binary "
+     "unit (20G, 512M, 1.5T)"),
+    ("prenixos.exclude=", "'prenixos.exclude=' ignored: prenixos.exclude takes disk selectors separated by commas "
+     "(a disk selector must be a non-empty string, got '')"),
+    ("prenixos.exclude=sda,,sdb", "'prenixos.exclude=sda,,sdb' ignored: prenixos.exclude takes disk selectors "
+     "separated by commas (a disk selector must be a non-empty string, got '')"),
+    ("prenixos.include=serial:", "'prenixos.include=serial:' ignored: prenixos.include takes disk selectors "
+     "separated by commas ('serial:' names no serial)"),
+    ("prenixos.exclude=/dev/disk/by-path/pci-0", "'prenixos.exclude=/dev/disk/by-path/pci-0' ignored: "
+     "prenixos.exclude takes disk selectors separated by commas ('/dev/disk/by-path/pci-0' is not a disk selector: "
+     "a path must be /dev/NAME or a /dev/disk/by-id/ link)"),
+])
+def test_a_bad_size_or_selector_is_reported_and_ignored(firstboot, word, warning):
+    assert firstboot.parse_cmdline("prenixos.slash=30G " + word) == ({"prenixos.slash": "30G"}, [warning])
