@@ -215,8 +215,11 @@ def skip_everything(status, reason):
     return status
 
 
-def ansible_environment(mitogen=True):
-    """The environment ansible-playbook runs in on the image (also what ``make bench`` measures)."""
+def ansible_environment(mitogen=True, result_format="yaml"):
+    """The environment ansible-playbook runs in on the image (also what ``make bench`` measures).
+
+    ``result_format`` json makes every task result one JSON document (what ``pre-nixos`` reads a refusal from).
+    """
     env = dict(
         os.environ,
         ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
@@ -227,7 +230,7 @@ def ansible_environment(mitogen=True):
         ANSIBLE_PIPELINING="1",
         ANSIBLE_LOCALHOST_WARNING="0",
         ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-        ANSIBLE_CALLBACK_RESULT_FORMAT="yaml",
+        ANSIBLE_CALLBACK_RESULT_FORMAT=result_format,
         HOME=os.environ.get("HOME", "/root"),
         LANG="C.UTF-8",
         PYTHONUNBUFFERED="1",
@@ -237,51 +240,65 @@ def ansible_environment(mitogen=True):
     return env
 
 
-def run_playbook(variables, log, mitogen=True):
-    """ansible-playbook on the first-boot playbook, each output line to stdout and ``log``."""
-    env = ansible_environment(mitogen)
+def playbook_command(variables, playbook=PLAYBOOK, options=()):
+    """The ansible-playbook command line: this machine, the image's venv, ``variables`` as one JSON ``-e``."""
     command = [
-        os.path.join(VENV, "bin", "ansible-playbook"), PLAYBOOK,
+        os.path.join(VENV, "bin", "ansible-playbook"), playbook,
         "-i", "localhost,", "-c", "local",
         "-e", "ansible_python_interpreter=%s" % os.path.join(VENV, "bin", "python"),
     ]
+    command += list(options)
     if variables:
         command += ["-e", json.dumps(variables, sort_keys=True)]
+    return command
+
+
+def run_playbook(variables, log, mitogen=True, playbook=PLAYBOOK, options=(), echo=True, result_format="yaml"):
+    """ansible-playbook on ``playbook`` (the first-boot one unless told), each output line to ``log`` and, with
+    ``echo``, to stdout; returns its exit code."""
+    env = ansible_environment(mitogen, result_format)
+    command = playbook_command(variables, playbook, options)
     say("running: %s" % " ".join(command))
     log.write("$ %s\n" % " ".join(command))
     log.flush()
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
                           errors="replace", cwd="/") as process:
         for line in process.stdout:
-            sys.stdout.write(line)
-            sys.stdout.flush()
+            if echo:
+                sys.stdout.write(line)
+                sys.stdout.flush()
             log.write(line)
             log.flush()
     return process.returncode
 
 
-def main():
-    started = time.monotonic()
+def open_log(kind):
+    """A new log file ``LOG_DIR/KIND-<UTC time>.log``, with ``KIND.log`` pointing at it; returns (path, file)."""
     os.makedirs(LOG_DIR, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    log_path = os.path.join(LOG_DIR, "firstboot-%s.log" % stamp)
-    latest = os.path.join(LOG_DIR, "firstboot.log")
+    log_path = os.path.join(LOG_DIR, "%s-%s.log" % (kind, stamp))
+    latest = os.path.join(LOG_DIR, "%s.log" % kind)
+    log = open(log_path, "a")  # two runs within a second share the file rather than lose the first
+    if os.path.lexists(latest):
+        os.unlink(latest)
+    os.symlink(os.path.basename(log_path), latest)
+    return log_path, log
 
+
+def main():
+    started = time.monotonic()
     with open("/proc/cmdline") as handle:
         switches, warnings = parse_cmdline(handle.read())
     variables = extra_vars(switches)
 
+    log_path, log = open_log("firstboot")
     status = statusfile.new_status()
     status["log"] = log_path
     status["switches"] = {k: v for k, v in switches.items() if k not in INTERNAL}
     statusfile.save(status, STATUS_PATH)
 
     rc = 1
-    with open(log_path, "w") as log:
-        if os.path.lexists(latest):
-            os.unlink(latest)
-        os.symlink(os.path.basename(log_path), latest)
-
+    with log:
         def note(message):
             say(message)
             log.write("pre-nixos: %s\n" % message)
