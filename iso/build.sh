@@ -144,7 +144,7 @@ build_layer() {
     local dest=$1 work root tarball
     work=$(scratch_dir layer)
     root=$work/root
-    install -d -m 0755 "$root"/usr/share/pre-nixos/collections "$root"/usr/local/lib \
+    install -d -m 0755 "$root"/usr/share/pre-nixos/collections "$root"/usr/local/lib "$root"/usr/local/bin \
         "$root"/etc/systemd/system/multi-user.target.wants "$root"/etc/pre-nixos "$root"/usr \
         "$root"/usr/share "$root"/usr/local "$root"/etc "$root"/etc/systemd
     install -d -m 0700 "$root"/root "$root"/root/.ssh
@@ -156,6 +156,9 @@ build_layer() {
     install -m 0644 "$iso_src/firstboot/pre-nixos.service" "$root/etc/systemd/system/pre-nixos.service"
     ln -s ../pre-nixos.service "$root/etc/systemd/system/multi-user.target.wants/pre-nixos.service"
     install -D -m 0644 "$iso_src/firstboot/pre_nixos_firstboot.py" "$root/usr/local/lib/pre-nixos/pre_nixos_firstboot.py"
+    # pre-nixos, the operator's command (status, plan, edit, apply, log), on PATH
+    install -m 0644 "$iso_src/firstboot/pre_nixos_cli.py" "$root/usr/local/lib/pre-nixos/pre_nixos_cli.py"
+    install -D -m 0755 "$iso_src/firstboot/pre-nixos" "$root/usr/local/bin/pre-nixos"
     collect_keys "$work/keys"
     install -m 0644 "$work/keys" "$root/etc/pre-nixos/authorized_keys"
     install -m 0600 "$work/keys" "$root/root/.ssh/authorized_keys"
