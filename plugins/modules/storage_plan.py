@@ -110,6 +110,15 @@ options:
     type: list
     elements: str
     default: []
+  plan:
+    description:
+      - A plan to review instead of planning - the plan itself (a dict) or the path of a JSON plan file, such as
+        one O(dest) wrote and an operator edited.
+      - It is bound to the disks present by their identity (WWN, serial, by-id link), so that it follows the disks
+        to this boot's kernel names, and returned as RV(plan). Any problem fails the module with every problem
+        listed in C(problems); nothing is planned then.
+      - The planner options are not used with it.
+    type: raw
   dest:
     description:
       - File to write the plan to, as JSON. Written atomically and only when its content differs;
