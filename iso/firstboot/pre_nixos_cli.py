@@ -513,7 +513,13 @@ def cmd_apply(args, machine):
         if not args.check:
             status = firstboot.close_status(rc, log_path)
             say("%s: %s (pre-nixos status; log: %s)" % (status["command"], status["state"], log_path))
-    return rc
+    if args.check:
+        return rc
+    # the playbook carries on past a failed phase (first boot must); the operator's command must not end in 0
+    failed = [(name, phase) for name, phase in status.get("phases", {}).items() if phase.get("state") == "failed"]
+    for name, phase in failed:
+        say("%s failed: %s" % (name, phase.get("reason") or "see the log"))
+    return rc or (1 if failed else 0)
 
 
 def cmd_log(args, machine):

@@ -235,6 +235,21 @@ def test_apply_builds_the_recorded_plan_as_first_boot_does(cli, machine_dir, cap
     assert "pre-nixos: building the plan in %s\n" % (machine_dir / "plan.json") in capsys.readouterr().out
 
 
+def test_apply_of_a_refused_plan_exits_1_and_says_why_though_the_playbook_carried_on(cli, machine_dir, capsys):
+    def refuse(_variables):
+        status = json.loads((machine_dir / "status.json").read_text())
+        status.setdefault("phases", {})["storage_plan"] = {
+            "state": "failed", "reason": "the plan is refused, nothing was changed:\n  - array main: raid6 needs"}
+        (machine_dir / "status.json").write_text(json.dumps(status))
+
+    write_plan(machine_dir / "plan.json", sample_plan())
+    machine = FakeMachine(answers=[(0, "", refuse)], switches={"prenixos.medium": "UUID"})
+
+    assert run(cli, ["apply"], machine) == 1
+    assert "pre-nixos: storage_plan failed: the plan is refused, nothing was changed:\n  - array main: raid6 needs" in (
+        capsys.readouterr().out)
+
+
 def test_apply_with_a_plan_file_and_wipe(cli, machine_dir, tmp_path):
     other = tmp_path / "mine.json"
     write_plan(other, sample_plan())

@@ -124,7 +124,7 @@ def find_disk(disk, present, version, notes):
             notes.append("disk %s has no WWN, serial or by-id link: it is taken to be the disk named %s now"
                          % (disk["name"], disk["name"]))
         return [present[disk["name"]]] if disk["name"] in present else [], "kernel name"
-    kind, _, value = str(identity).partition(":")
+    kind, value = (str(identity).split(":", 1) + [""])[:2]
     if kind == "wwn":
         key = wwn_key(value)
         return [d for d in present.values() if key is not None and d["wwn_key"] == key], identity

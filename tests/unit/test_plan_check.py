@@ -76,8 +76,8 @@ def test_after_a_name_swap_the_plan_builds_the_same_disks_under_their_new_names(
     old_esp = {p["disk"]: p["label"] for p in plan["partitions"] if p["filesystem"] == "vfat"}
     assert esp_disks == {"sdb": old_esp["sda"], "sda": old_esp["sdb"]}, "the ESP labels move with their disks"
     large = next(vg for vg in bound["volume_groups"] if vg["name"] == "large")
-    assert "sdc" in large["disks"] and all(pv.startswith("/dev/md/") or pv[5:8] in large["disks"]
-                                          for pv in large["pvs"])
+    assert "sdc" in large["disks"] and all(
+        pv.startswith("/dev/md/") or pv[5:8] in large["disks"] for pv in large["pvs"])
     # the plan on the renamed machine is what the planner makes there, partition for partition
     assert sorted(bound["partitions"], key=lambda p: p["partlabel"]) == sorted(
         plan_storage(swapped, RAM)["partitions"], key=lambda p: p["partlabel"])
