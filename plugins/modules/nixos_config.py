@@ -28,7 +28,7 @@ author: pre-nixos baseline engineers (@prenixos)
 options:
   plan:
     description:
-      - The storage plan, as M(prenixos.baseline.storage_plan) returns it (version 1).
+      - The storage plan, as M(prenixos.baseline.storage_plan) returns it (version 2; version 1 is still read).
     type: dict
     required: true
   lan:

@@ -163,7 +163,7 @@ EXAMPLES = r"""
 RETURN = r"""
 plan:
   description:
-    - The storage plan, version 1. Sizes are bytes; a partition C(size) of null means the rest of the disk.
+    - The storage plan, version 2. Sizes are bytes; a partition C(size) of null means the rest of the disk.
     - The authoritative description of every key is the docstring of C(plugins/module_utils/planner.py).
   returned: success
   type: dict
@@ -171,13 +171,15 @@ plan:
     version:
       description: Plan format version.
       type: int
-      sample: 1
+      sample: 2
     options:
       description: The effective planner options, every default filled in.
       type: dict
     disks:
       description:
-        - The planned disks (C(name), C(path), C(dev), C(size), C(class), C(vg)).
+        - The planned disks (C(name), C(path), C(dev), C(size), C(wwn), C(serial), C(identity), C(class), C(vg)).
+        - C(identity) names the disk in any boot (C(wwn:...), else C(serial:...), else C(by-id:...), else null); a
+          plan given back as O(plan) in another boot is bound to the disks by it.
         - Whether a disk is in use is in the disk facts, not in the plan, so building the plan does not change it.
       type: list
       elements: dict
@@ -208,7 +210,7 @@ plan:
       type: list
       elements: str
   sample:
-    version: 1
+    version: 2
     volume_groups:
       - {name: main, raid_level: none, disks: [nvme0n1], class: ssd, pvs: [/dev/nvme0n1p2], size: 998898941952}
     logical_volumes:
