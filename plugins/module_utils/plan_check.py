@@ -36,6 +36,7 @@ from ansible_collections.prenixos.baseline.plugins.module_utils.planner import (
     GPT_OVERHEAD,
     LVM_METADATA,
     MDADM_RESERVE,
+    data_disk_count,
     round_down,
 )
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import (
@@ -240,10 +241,7 @@ def pv_size(view, pv, sizes):
         return sizes.get(pv, 0)
     members = array.get("devices") or []
     member = round_down(min(sizes.get(m, 0) for m in members) - MDADM_RESERVE) if members else 0
-    count = len(members)
-    data = {"raid0": count, "raid1": 1, "raid10": count // 2, "raid4": count - 1, "raid5": count - 1,
-            "raid6": count - 2}.get(array.get("level"), 0)
-    return member * max(data, 0)
+    return member * max(data_disk_count(array.get("level"), len(members)), 0)
 
 
 def mount_problems(view):

@@ -374,7 +374,9 @@ def ssd_raid_level(disk_count, redundant):
 
 
 def data_disk_count(raid_level, disk_count):
-    return {"none": 1, "raid0": disk_count, "raid1": 1, "raid5": disk_count - 1, "raid6": disk_count - 2}[raid_level]
+    """How many members' worth of data an array of ``raid_level`` over ``disk_count`` members holds (0 when unknown)."""
+    return {"none": 1, "raid0": disk_count, "raid1": 1, "raid10": disk_count // 2, "raid4": disk_count - 1,
+            "raid5": disk_count - 1, "raid6": disk_count - 2}.get(raid_level, 0)
 
 
 def nominal_usable(group, raid_level):
