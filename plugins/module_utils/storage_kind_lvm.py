@@ -147,9 +147,9 @@ class VolumeInventory:
             if vg_name not in self.view.vgs:
                 self.foreign("volume group %s" % vg_name)
                 continue
-            if not self.view.identity.marks_vg(state.vgs.get(vg_name, {}).get("tags")):
+            if not self.view.identity.marks_vg(state.vg_tags(vg_name)):
                 self.foreign("volume group %s of another build (tags: %s)"
-                             % (vg_name, ", ".join(state.vgs.get(vg_name, {}).get("tags") or ()) or "none"))
+                             % (vg_name, ", ".join(state.vg_tags(vg_name)) or "none"))
                 continue
             for volume in sorted(state.lvs.values(), key=lambda v: v["name"]):
                 if volume["vg"] == vg_name and self.view.lv(vg_name, volume["name"]) is None:
@@ -162,18 +162,18 @@ def is_our_pv(identity, state, kname, probe, vg_name):
     if probe.get("TYPE") != "LVM2_member" or pv is None:
         return False
     return pv["vg_name"] == "" or (pv["vg_name"] == vg_name
-                                   and identity.marks_vg(state.vgs.get(vg_name, {}).get("tags")))
+                                   and identity.marks_vg(state.vg_tags(vg_name)))
 
 
 def build_has_volume_groups(view, state):
     """This build made at least one of its volume groups (so every one of its arrays was made before)."""
-    return any(view.identity.marks_vg(state.vgs.get(name, {}).get("tags")) for name in view.vgs)
+    return any(view.identity.marks_vg(state.vg_tags(name)) for name in view.vgs)
 
 
 def build_finished(view, state):
     """A planned VG of this build carries the finished tag: the build ran to its last step."""
     return any(view.identity.marks_vg(tags) and FINISHED_TAG in tags
-               for tags in (state.vgs.get(name, {}).get("tags") or () for name in view.vgs))
+               for tags in map(state.vg_tags, view.vgs))
 
 
 def pv_description(state, kname):
@@ -260,7 +260,7 @@ class VolumeBuild:
         """Last of all: every planned VG says the build is finished."""
         for vg in self.view.vgs.values():
             fresh = "vg:" + vg["name"] in self.fresh
-            if fresh or FINISHED_TAG not in (self.state.vgs.get(vg["name"], {}).get("tags") or ()):
+            if fresh or FINISHED_TAG not in self.state.vg_tags(vg["name"]):
                 self.add([self.tools("vgchange"), "--addtag", FINISHED_TAG, vg["name"]],
                          "mark the build finished on VG %s" % vg["name"], LAST_STAGE)
 

@@ -224,6 +224,10 @@ class StorageState:
                 return pv
         return None
 
+    def vg_tags(self, vg_name):
+        """The tags of a VG, or () when it has none or is not there."""
+        return self.vgs.get(vg_name, {}).get("tags") or ()
+
     def vg_pvs(self, vg_name):
         return [pv for pv in self.pvs if pv["vg_name"] == vg_name]
 
