@@ -69,7 +69,6 @@ DEFAULT_OPTIONS = {
 BY_ID_LINK = re.compile(r"^/dev/disk/by-id/[A-Za-z0-9][A-Za-z0-9#+.:=@_\\-]*\Z")
 PARTITION_LINK = re.compile(r"-part[0-9]+\Z")
 DIGITS = re.compile(r"^\s*[0-9]{1,30}\s*\Z")
-LETTERED_NAME = re.compile(r"^(sd|vd|hd|xvd)([a-z]+)\Z")
 WWN_SPELLING = re.compile(r"^(0x|naa\.)")
 SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(?:([KMGTP])(?:iB|i|B)?|B)?\s*\Z", re.IGNORECASE)
 UNIT_BYTES = {"K": 1024, "M": MiB, "G": GiB, "T": 1024 ** 4, "P": 1024 ** 5}
@@ -273,12 +272,3 @@ def wwn_key(wwn):
         return None
     key = WWN_SPELLING.sub("", wwn.lower())
     return key if key.split(".", 1)[-1].strip("0-") else None
-
-
-def kernel_order(name):
-    """Sort key in kernel order: sda < sdb < sdz < sdaa, nvme0n1 < nvme1n1 < nvme10n1."""
-    lettered = LETTERED_NAME.match(name)
-    if lettered:
-        prefix, letters = lettered.groups()
-        return ((1, prefix), (0, len(letters)), (1, letters))
-    return tuple((0, int(token)) if token.isdigit() else (1, token) for token in re.split(r"([0-9]+)", name) if token)

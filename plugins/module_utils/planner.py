@@ -100,13 +100,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
+from ansible_collections.prenixos.baseline.plugins.module_utils.block_devices import natural_key
 from ansible_collections.prenixos.baseline.plugins.module_utils.disk_selectors import operator_reasons
 from ansible_collections.prenixos.baseline.plugins.module_utils.plan_input import (
     MIN_LV_SIZE,
     MiB,
     PlanError,
     effective_options,
-    kernel_order,
     normalise_disks,
 )
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import (
@@ -266,7 +266,7 @@ def second_paths(disks):
     """``{name: [reason]}`` for every disk that is a disk seen before it in kernel order (the first path is kept)."""
     by_wwn, by_serial, by_link, found = {}, {}, {}, {}
     identified = [d for d in disks if d["wwn_key"] or d["serial_key"] or d["path"].startswith("/dev/disk/by-id/")]
-    for disk in sorted(identified, key=lambda d: kernel_order(d["name"])):
+    for disk in sorted(identified, key=lambda d: natural_key(d["name"])):
         first = first_path_of(disk, by_wwn, by_serial, by_link)
         if first is not None:
             found[disk["name"]] = ["second path to %s (same %s)" % first]

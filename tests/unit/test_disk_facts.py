@@ -480,6 +480,11 @@ def test_natural_order_puts_sdaa_after_sdz_and_nvme10_after_nvme2():
         "loop2", "loop10", "nvme0n1", "nvme2n1", "nvme10n1", "sda", "sdb", "sdz", "sdaa", "sr0", "vdb",
     ]
     assert sorted(["sda10", "sda2", "sda1"], key=natural_key) == ["sda1", "sda2", "sda10"]
+    # the planner keeps the first of two paths to a disk in this order too
+    names = ["sdaa", "nvme10n1", "sdb", "vda", "sdz", "nvme2n1", "sda", "nvme0n1", "xvda", "mmcblk0"]
+    assert sorted(names, key=natural_key) == [
+        "mmcblk0", "nvme0n1", "nvme2n1", "nvme10n1", "sda", "sdb", "sdz", "sdaa", "vda", "xvda",
+    ]
 
 
 # ---------------------------------------------------------------- stable path

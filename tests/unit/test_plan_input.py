@@ -10,7 +10,6 @@ import pytest
 from ansible_collections.prenixos.baseline.plugins.module_utils.plan_input import (
     PlanError,
     effective_options,
-    kernel_order,
     normalise_disk,
     normalise_disks,
     parse_size,
@@ -85,13 +84,6 @@ def test_a_wwn_is_compared_without_its_spelling(reported, key):
 def test_a_serial_of_zeros_is_no_identity():
     disk = normalise_disk({"name": "sda", "size": TB, "rotational": False, "serial": "0000", "wwn": "  "})
     assert (disk["serial"], disk["serial_key"], disk["wwn"], disk["wwn_key"]) == ("0000", None, None, None)
-
-
-def test_kernel_order_is_the_order_disk_facts_lists_disks_in():
-    names = ["sdaa", "nvme10n1", "sdb", "vda", "sdz", "nvme2n1", "sda", "nvme0n1", "xvda", "mmcblk0"]
-    assert sorted(names, key=kernel_order) == [
-        "mmcblk0", "nvme0n1", "nvme2n1", "nvme10n1", "sda", "sdb", "sdz", "sdaa", "vda", "xvda",
-    ]
 
 
 def test_the_disks_come_out_sorted_by_name_and_the_planner_raises_the_doors_error():
