@@ -33,12 +33,17 @@ BUILD_TAG_PREFIX = "prenixos_build_"
 FINISHED_TAG = "prenixos_finished"
 
 
-def shape(plan):
-    """The part of ``plan`` its identity is derived from, every disk named by its stable path (its
-    ``/dev/disk/by-id`` link; the kernel name only for a disk without one), so that kernel names that
-    change between boots do not change the build."""
+def stable_paths(plan):
+    """Each planned disk's kernel name → its stable path (its ``/dev/disk/by-id`` link; ``/dev/NAME`` for a
+    disk without one)."""
+    return {d.get("name"): d.get("path") or "/dev/%s" % d.get("name")
+            for d in plan.get("disks") or [] if isinstance(d, dict)}
+
+
+def shape(plan, stable):
+    """The part of ``plan`` its identity is derived from, every disk named by its stable path (``stable``, as
+    ``stable_paths`` gives it), so that kernel names that change between boots do not change the build."""
     disks = [d for d in plan.get("disks") or [] if isinstance(d, dict)]
-    stable = {d.get("name"): d.get("path") or "/dev/%s" % d.get("name") for d in disks}
     partitions = [p for p in plan.get("partitions") or [] if isinstance(p, dict)]
     place = {p.get("device"): "%s#%s" % (stable.get(p.get("disk")), p.get("number")) for p in partitions}
     return {
@@ -66,11 +71,10 @@ class BuildIdentity:
     """This build's identity (``id``, 16 hex digits) and the marks derived from it."""
 
     def __init__(self, plan):
-        text = json.dumps(shape(plan), sort_keys=True, separators=(",", ":"))
+        self.stable = stable_paths(plan)
+        text = json.dumps(shape(plan, self.stable), sort_keys=True, separators=(",", ":"))
         self.id = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
         self.tag = BUILD_TAG_PREFIX + self.id
-        self.stable = {d.get("name"): d.get("path") or "/dev/%s" % d.get("name")
-                       for d in plan.get("disks") or [] if isinstance(d, dict)}
 
     def derived(self, what):
         digest = hashlib.sha256(("%s:%s" % (self.id, what)).encode("utf-8")).hexdigest()[:32]
