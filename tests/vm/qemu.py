@@ -351,6 +351,19 @@ def start(machine, iso, workdir, accel=None, keep_disks=False, port=None):
     return state
 
 
+def hotplug(workdir, node, path, kind, serial, device_id):
+    """Plug the disk file ``path`` into the running machine as a ``kind`` SCSI disk: QMP ``blockdev-add`` (block
+    node ``node``) + ``device_add`` (device ``device_id``, serial ``serial``)."""
+    qmp = QMP(os.path.join(workdir, "qmp.sock"))
+    try:
+        qmp.command("blockdev-add", driver="raw", **{"node-name": node},
+                    file={"driver": "file", "filename": path, "cache": {"no-flush": True}}, discard="unmap")
+        qmp.command("device_add", driver="scsi-hd", bus="scsi0.0", drive=node, serial=serial,
+                    rotation_rate=ROTATION[kind], id=device_id)
+    finally:
+        qmp.close()
+
+
 def add_disk(workdir, kind, size):
     """Plug a new blank ``kind`` disk of ``size`` into the running machine; returns its serial."""
     if kind not in ROTATION:
@@ -368,14 +381,7 @@ def add_disk(workdir, kind, size):
         machine = json.load(handle)["machine"]
     # The next serial of its kind, after the machine's own disks (gone ones too) and those added before.
     serial = "pn-%s%d" % (kind, sum(1 for disk in machine["disks"] if disk["kind"] == kind) + number)
-    qmp = QMP(os.path.join(workdir, "qmp.sock"))
-    try:
-        qmp.command("blockdev-add", driver="raw", **{"node-name": drive},
-                    file={"driver": "file", "filename": path, "cache": {"no-flush": True}}, discard="unmap")
-        qmp.command("device_add", driver="scsi-hd", bus="scsi0.0", drive=drive, serial=serial,
-                    rotation_rate=ROTATION[kind], id="dev-" + drive)
-    finally:
-        qmp.close()
+    hotplug(workdir, drive, path, kind, serial, "dev-" + drive)
     log("plugged in %s %s disk %s (%s)" % (size, kind, serial, path))
     return serial
 
@@ -409,16 +415,8 @@ def plug_disk(workdir, index):
     if kind not in ROTATION:
         raise SystemExit("plug: only ssd and hdd disks can be plugged back, disk %d is %s" % (index, kind))
     serial = "pn-%s%d" % (kind, sum(1 for disk in disks[:index + 1] if disk["kind"] == kind))
-    node = "replug%d" % index
-    qmp = QMP(os.path.join(workdir, "qmp.sock"))
-    try:
-        qmp.command("blockdev-add", driver="raw", **{"node-name": node},
-                    file={"driver": "file", "filename": os.path.join(workdir, "disk%d.img" % index),
-                          "cache": {"no-flush": True}}, discard="unmap")
-        qmp.command("device_add", driver="scsi-hd", bus="scsi0.0", drive=node, serial=serial,
-                    rotation_rate=ROTATION[kind], id="dev-disk%d" % index)
-    finally:
-        qmp.close()
+    hotplug(workdir, "replug%d" % index, os.path.join(workdir, "disk%d.img" % index), kind, serial,
+            "dev-disk%d" % index)
     log("put disk %d back (%s)" % (index, serial))
 
 
