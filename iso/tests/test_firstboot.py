@@ -3,28 +3,11 @@
 """Hermetic tests of iso/firstboot/pre_nixos_firstboot.py (switch parsing, closing the status)."""
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
-import os
-import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-sys.path.insert(0, os.path.join(ROOT, "collections"))
-
-
-@pytest.fixture(scope="module")
-def firstboot():
-    path = os.path.join(ROOT, "iso", "firstboot", "pre_nixos_firstboot.py")
-    loader = importlib.machinery.SourceFileLoader("pre_nixos_firstboot", path)
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
 
 
 def test_known_switches_are_read_and_the_last_one_wins(firstboot):

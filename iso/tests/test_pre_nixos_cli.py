@@ -4,31 +4,15 @@
 ansible-playbook (a recording fake runs it), the status table, edit's accept and refuse flow."""
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
 import os
-import sys
 
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-sys.path.insert(0, os.path.join(ROOT, "collections"))
-
-from ansible_collections.prenixos.baseline.plugins.module_utils.planner import plan_storage  # noqa: E402
+from ansible_collections.prenixos.baseline.plugins.module_utils.planner import plan_storage
 
 GiB = 1024 ** 3
 TB = 1000 ** 4
-
-
-@pytest.fixture(scope="module")
-def cli():
-    path = os.path.join(ROOT, "iso", "firstboot", "pre_nixos_cli.py")
-    loader = importlib.machinery.SourceFileLoader("pre_nixos_cli", path)
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
