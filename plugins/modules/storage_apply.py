@@ -44,7 +44,8 @@ author: pre-nixos baseline engineers (@prenixos)
 options:
   plan:
     description:
-      - The plan exactly as M(prenixos.baseline.storage_plan) returns it (its C(plan) key), version 2 (version 1 is still read).
+      - The plan exactly as M(prenixos.baseline.storage_plan) returns it (its C(plan) key), version 2
+        (version 1 is still read).
     type: dict
     required: true
   wipe:
