@@ -12,6 +12,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
 from testlib import first_boot_status, guest_disks, guest_json, plan, planned_mounts  # noqa: E402
 
+MiB = 1024 ** 2
 GiB = 1024 ** 3
 
 
@@ -55,7 +56,7 @@ def test_the_bad_edit_was_refused_with_every_problem_named_and_nothing_touched(h
         "expected no partition and no array after the refusal: %s" % seen["after_refusal"])
 
 
-def test_main_was_built_as_edited_raid1_over_the_two_ssds_with_a_3_gib_root(host):
+def test_main_was_built_as_edited_raid1_over_the_two_ssds_with_a_3_5_gib_root(host):
     planned = plan(host)
     main = next(vg for vg in planned["volume_groups"] if vg["name"] == "main")
     ssds = sorted(name for name, kind in guest_disks(host).items() if kind == "ssd")
@@ -64,7 +65,8 @@ def test_main_was_built_as_edited_raid1_over_the_two_ssds_with_a_3_gib_root(host
     assert "MD_LEVEL=raid1" in detail and "MD_DEVICES=2" in detail, detail
     sizes = {lv["lv_name"]: int(lv["lv_size"].rstrip("B")) for lv in guest_json(
         host, "lvs --reportformat json --units b -o lv_name,lv_size main")["report"][0]["lv"]}
-    assert (sizes["slash"], sizes["home"]) == (3 * GiB, GiB), sizes
+    assert (sizes.get("slash"), sizes.get("home")) == (3584 * MiB, GiB), (
+        "expected / as edited (3.5 GiB) and /home as planned (1 GiB): %s" % sizes)
     assert host.check_output("findmnt -n -o LABEL /mnt") == "slash"
 
 
@@ -78,6 +80,14 @@ def test_the_nixos_configuration_matches_the_disks(host):
     missing += [label for label in swaps if 'label = "%s"' % label not in text]
     assert not missing, "expected pre-nixos.nix to mount every planned label, missing: %s" % missing
     assert "swraid" in text and "/home" in text, "expected the arrays and /home in pre-nixos.nix:\n%s" % text
+
+
+def test_pre_nixos_status_says_the_edited_plan_is_built(host):
+    lines = rounds(host)["status"]
+    assert any(re.match(r"^\s*storage_plan\s+done\s.*the operator's plan, checked against the disks", line)
+               for line in lines), lines
+    # the last apply found the edited plan built: nothing to do
+    assert any(re.match(r"^\s*storage_apply\s+done\s.*already built, nothing to do", line) for line in lines), lines
 
 
 def test_building_the_edited_plan_again_changed_nothing(host):
