@@ -197,3 +197,10 @@ def test_binding_never_changes_the_plan_it_was_given(plan):
     before = copy.deepcopy(plan)
     review_plan(plan, renamed(machine(), {"sda": "sdb", "sdb": "sda"}))
     assert plan == before
+
+
+def test_two_partitions_that_both_take_the_rest_of_a_disk_are_refused(plan):
+    edited = copy.deepcopy(plan)
+    esp = next(p for p in edited["partitions"] if p["disk"] == "sda" and p["number"] == 1)
+    esp["size"] = None
+    assert "disk sda: only one partition can take the rest of the disk (size null), 2 do" in refusal(edited, machine())
