@@ -47,6 +47,19 @@ def guest_disks(host):
     return disks
 
 
+def disks_by_serial(host):
+    """Serial -> kernel name, for every disk of the guest that reports a serial."""
+    return {line.split()[1]: line.split()[0]
+            for line in host.check_output("lsblk --nodeps --noheadings --output NAME,SERIAL").splitlines()
+            if len(line.split()) == 2}
+
+
+def converge_rounds(host):
+    """What the scenario's converge wrote down for verify: /var/log/pre-nixos/<scenario>-rounds.json."""
+    scenario = os.environ.get("MOLECULE_SCENARIO_NAME", "default")
+    return json.loads(host.file("/var/log/pre-nixos/%s-rounds.json" % scenario).content_string)
+
+
 def unit_properties(host, unit, *names):
     """``systemctl show`` properties of ``unit`` as a dict."""
     output = host.check_output("systemctl show %s %s" % (unit, " ".join("--property=%s" % n for n in names)))

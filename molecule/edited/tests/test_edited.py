@@ -4,36 +4,33 @@
 named and nothing touched, the good edit built as edited, and the NixOS configuration matching the disks."""
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
-from testlib import first_boot_status, guest_disks, guest_json, plan, planned_mounts  # noqa: E402
+from testlib import (  # noqa: E402
+    converge_rounds,
+    disks_by_serial,
+    first_boot_status,
+    guest_disks,
+    guest_json,
+    plan,
+    planned_mounts,
+)
 
 MiB = 1024 ** 2
 GiB = 1024 ** 3
 
 
-def rounds(host):
-    return json.loads(host.file("/var/log/pre-nixos/edited-rounds.json").content_string)
-
-
-def by_serial(host):
-    return {line.split()[1]: line.split()[0]
-            for line in host.check_output("lsblk --nodeps --noheadings --output NAME,SERIAL").splitlines()
-            if len(line.split()) == 2}
-
-
 def test_first_boot_only_planned(host):
-    seen = rounds(host)
+    seen = converge_rounds(host)
     assert any(line.startswith("Storage plan (version 2)") for line in seen["planned"]), seen["planned"]
     assert any("plan written to /var/log/pre-nixos/plan.json" in line for line in seen["planned"]), seen["planned"]
 
 
 def test_the_third_hdd_was_left_out_by_its_serial_and_never_touched(host):
-    left_out = by_serial(host)["pn-hdd3"]
+    left_out = disks_by_serial(host)["pn-hdd3"]
     excluded = {entry["disk"]: entry["reason"] for entry in plan(host)["excluded"]}
     assert "excluded by the operator" in excluded.get(left_out, ""), excluded
     assert left_out not in {disk["name"] for disk in plan(host)["disks"]}
@@ -42,7 +39,7 @@ def test_the_third_hdd_was_left_out_by_its_serial_and_never_touched(host):
 
 
 def test_the_bad_edit_was_refused_with_every_problem_named_and_nothing_touched(host):
-    seen = rounds(host)
+    seen = converge_rounds(host)
     text = "\n".join(seen["refused"])
     assert seen["refused_rc"] != 0, text
     for problem in ("array main: raid6 needs at least 4 members, it has 2",
@@ -83,7 +80,7 @@ def test_the_nixos_configuration_matches_the_disks(host):
 
 
 def test_pre_nixos_status_says_the_edited_plan_is_built(host):
-    lines = rounds(host)["status"]
+    lines = converge_rounds(host)["status"]
     assert any(re.match(r"^\s*storage_plan\s+done\s.*the operator's plan, checked against the disks", line)
                for line in lines), lines
     # the last apply found the edited plan built: nothing to do
@@ -91,6 +88,6 @@ def test_pre_nixos_status_says_the_edited_plan_is_built(host):
 
 
 def test_building_the_edited_plan_again_changed_nothing(host):
-    again = "\n".join(rounds(host)["again"])
+    again = "\n".join(converge_rounds(host)["again"])
     recap = re.findall(r"changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", again)
     assert recap and recap[-1] == ("0", "0"), "expected a run that changed nothing:\n%s" % again

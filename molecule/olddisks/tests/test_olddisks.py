@@ -4,39 +4,36 @@
 refused both times and kept the file; provisioning with wipe tore the old layout down and built the plan."""
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
-from testlib import first_boot_status, guest_disks, guest_json, plan, serial_log  # noqa: E402
+from testlib import (  # noqa: E402
+    converge_rounds,
+    disks_by_serial,
+    first_boot_status,
+    guest_disks,
+    guest_json,
+    plan,
+    serial_log,
+)
 
 REFUSAL = re.compile(r"pre-nixos: storage_apply +skipped: planned only, nothing changed: ([^;]+) hold data;"
                      r" boot with prenixos\.wipe=1")
-
-
-def rounds(host):
-    return json.loads(host.file("/var/log/pre-nixos/olddisks-rounds.json").content_string)
-
-
-def disks_by_serial(host):
-    return {line.split()[1]: line.split()[0]
-            for line in host.check_output("lsblk --nodeps --noheadings --output NAME,SERIAL").splitlines()
-            if len(line.split()) == 2}
 
 
 def test_first_boot_refused_the_earlier_build_naming_every_disk_it_holds(host):
     refusals = REFUSAL.findall(serial_log())
     assert len(refusals) == 2, "expected two refusals on the console (first boot, then with a disk added): %s" % (
         refusals,)
-    added = disks_by_serial(host)[rounds(host)["plugged"]]
+    added = disks_by_serial(host)[converge_rounds(host)["plugged"]]
     old_disks = sorted(name for name in guest_disks(host) if name != added)
     for refusal in refusals:
         assert sorted(refusal.split(", ")) == old_disks, (
             "expected each refusal to name the disks of the installed layout %s (not the blank one, %s): %s"
             % (old_disks, added, refusal))
-    foreign = rounds(host)["second_run_storage_apply"]["details"]["foreign"]
+    foreign = converge_rounds(host)["second_run_storage_apply"]["details"]["foreign"]
     assert sorted(foreign) == old_disks and all(
         any(what.startswith("a GPT this build did not write") for what in found) for found in foreign.values()), (
         "expected the status to say, for each disk, that another build wrote its table: %s" % foreign)
@@ -44,7 +41,7 @@ def test_first_boot_refused_the_earlier_build_naming_every_disk_it_holds(host):
 
 
 def test_the_file_of_the_installed_system_survived_both_runs(host):
-    seen = rounds(host)
+    seen = converge_rounds(host)
     assert seen["after_first_boot"][0] == "written by the installed system", seen["after_first_boot"]
     assert len(seen["after_first_boot"]) == 1 + 4, "expected the four members the layout was built on: %s" % seen
     assert seen["after_second_run"] == seen["after_first_boot"], (
@@ -52,7 +49,7 @@ def test_the_file_of_the_installed_system_survived_both_runs(host):
 
 
 def test_with_a_blank_disk_added_first_boot_refused_again_and_ran_nothing(host):
-    seen = rounds(host)
+    seen = converge_rounds(host)
     assert seen["second_run_rc"] == 0, "expected first boot to end cleanly the second time: %s" % seen
     phase = seen["second_run_storage_apply"]
     assert phase["state"] == "skipped" and "hold data" in phase["reason"], (
@@ -71,7 +68,7 @@ def test_the_run_with_wipe_tore_the_old_layout_down_and_built_the_plan(host):
         assert "prenixos_finished" in tags and any(tag.startswith("prenixos_build_") for tag in tags), (
             "expected VG %s to carry the build's tag and the finished mark: %s" % (vg["vg_name"], tags))
     detail = host.check_output("mdadm --detail --export /dev/md/large")
-    added = disks_by_serial(host)[rounds(host)["plugged"]]
+    added = disks_by_serial(host)[converge_rounds(host)["plugged"]]
     assert "MD_LEVEL=raid5" in detail and "MD_DEVICES=4" in detail and "/dev/%s1" % added in detail, (
         "expected large rebuilt as RAID5 over four HDDs, the added %s among them:\n%s" % (added, detail))
     assert host.check_output("findmnt -n -o LABEL /mnt") == "slash"
