@@ -53,6 +53,17 @@ def test_the_bad_edit_was_refused_with_every_problem_named_and_nothing_touched(h
         "expected no partition and no array after the refusal: %s" % seen["after_refusal"])
 
 
+def test_check_mode_showed_the_commands_of_the_edited_plan_and_ran_none(host):
+    seen = converge_rounds(host)
+    text = "\n".join(seen["preview"])
+    assert seen["preview_rc"] == 0, text
+    flat = " ".join(text.split())  # the YAML callback folds long command lines
+    assert re.search(r"mdadm --create /dev/md/main .*?--level=raid1 --raid-devices=2 ", flat), (
+        "expected the preview to show main created as RAID1 over two:\n%s" % text)
+    assert "lvcreate -L 3758096384b -n slash main --yes" in flat, "expected / at 3.5 GiB:\n%s" % text
+    # the partitions read after the preview are checked by the refusal's test: none were made
+
+
 def test_main_was_built_as_edited_raid1_over_the_two_ssds_with_a_3_5_gib_root(host):
     planned = plan(host)
     main = next(vg for vg in planned["volume_groups"] if vg["name"] == "main")
