@@ -152,6 +152,24 @@ def test_a_phase_line_taken_out_of_the_middle_leaves_the_issue_file_as_the_lan_w
     assert built == networkd.render_issue(built, lan_lines) == networkd.render_issue(banner, lan_lines)
 
 
+def test_the_lan_lines_and_a_phase_line_keep_their_places_so_a_run_that_changes_nothing_leaves_the_file():
+    # First boot renders the lan lines, then a phase's line, every run: neither may move the other's lines,
+    # or each run rewrites the file twice and reports lan as changed.
+    from ansible_collections.prenixos.baseline.plugins.module_utils import networkd
+
+    banner = "Debian GNU/Linux 12 \\n \\l\n\n"
+    lan_lines = ["pre-nixos: ssh root@10.0.2.15", "pre-nixos: lan 10.0.2.15/24 on lan"]
+    refused = status.issue_text(networkd.render_issue(banner, lan_lines), "storage_apply", "skipped", "sdb holds data")
+    assert networkd.render_issue(refused, lan_lines) == refused
+    assert status.issue_text(refused, "storage_apply", "skipped", "sdb holds data") == refused
+    # A phase line written before the lan's first lines stays above them; new lan lines replace the old in place.
+    failed_first = networkd.render_issue(status.issue_text(banner, "storage_plan", "failed", "no disks"), lan_lines)
+    assert status.issue_text(failed_first, "storage_plan", "failed", "no disks") == failed_first
+    phase_line = refused[len(networkd.render_issue(banner, lan_lines)):]
+    renewed = networkd.render_issue(refused, ["pre-nixos: ssh root@10.0.2.16"])
+    assert renewed == banner + "pre-nixos: ssh root@10.0.2.16\n\n" + phase_line
+
+
 def test_a_phase_line_never_takes_the_lan_modules_lines_with_it():
     lan_lines = "pre-nixos: ssh root@10.0.2.15\npre-nixos: lan 10.0.2.15/24 on lan\n\n"
     failed = status.issue_text(lan_lines, "lan", "failed", "no carrier")
