@@ -29,16 +29,19 @@ Identity
     ``wwn_key`` and ``serial_key`` are what two paths to one disk have in common: the WWN without the
     ``0x``/``naa.`` spelling that lsblk and sysfs differ by, the serial trimmed; an all-zero value (a
     placeholder some firmware reports) is no identity. ``multipath`` names the dm-multipath devices
-    over the disk.
+    over the disk. ``second_paths`` finds the disks that are another path to a disk before them;
+    ``disk_identity`` is what names a disk in any boot (the plan records it, ``plan_check`` binds by it).
 """
 from __future__ import annotations
 
 import re
 from collections import Counter
 
+from ansible_collections.prenixos.baseline.plugins.module_utils.block_devices import natural_key
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import (
     DISK_NAME_PATTERN,
     VG_NAME_PATTERN,
+    human_size,
 )
 
 MiB = 1024 ** 2
@@ -272,3 +275,55 @@ def wwn_key(wwn):
         return None
     key = WWN_SPELLING.sub("", wwn.lower())
     return key if key.split(".", 1)[-1].strip("0-") else None
+
+
+def second_paths(disks):
+    """``{name: [reason]}`` for every disk that is a disk seen before it in kernel order (the first path is kept)."""
+    by_wwn, by_serial, by_link, found = {}, {}, {}, {}
+    identified = [d for d in disks if d["wwn_key"] or d["serial_key"] or d["path"].startswith("/dev/disk/by-id/")]
+    for disk in sorted(identified, key=lambda d: natural_key(d["name"])):
+        first = first_path_of(disk, by_wwn, by_serial, by_link)
+        if first is not None:
+            found[disk["name"]] = ["second path to %s (same %s)" % first]
+            continue
+        if disk["wwn_key"] is not None:
+            by_wwn[disk["wwn_key"]] = disk
+        if disk["serial_key"] is not None:
+            by_serial.setdefault((disk["serial_key"], disk["size"]), []).append(disk)
+        if disk["path"].startswith("/dev/disk/by-id/"):
+            by_link.setdefault(disk["path"], []).append(disk)
+    return found
+
+
+def first_path_of(disk, by_wwn, by_serial, by_link):
+    """``(name of the disk seen before that is this disk, what they share)``, or None.
+
+    The same WWN; else, unless both WWNs are known (and so differ: NVMe namespaces share a serial), the same
+    serial and size; else, unless both serials are known too, the same by-id link.
+    """
+    first = by_wwn.get(disk["wwn_key"])
+    if first is not None:
+        return first["name"], "WWN %s" % first["wwn"]
+    for first in by_serial.get((disk["serial_key"], disk["size"]), []):
+        if not known_on_both(first, disk, "wwn_key"):
+            return first["name"], "serial %s and size %s" % (first["serial"], human_size(disk["size"]))
+    for first in by_link.get(disk["path"], []):
+        if not known_on_both(first, disk, "wwn_key") and not known_on_both(first, disk, "serial_key"):
+            return first["name"], "by-id link %s" % disk["path"]
+    return None
+
+
+def known_on_both(first, disk, key):
+    return first[key] is not None and disk[key] is not None
+
+
+def disk_identity(disk):
+    """What names the disk in any boot: ``wwn:...``, else ``serial:...``, else ``by-id:...``; None when only
+    the kernel name is known (a placeholder WWN or serial, all zeros, is no identity)."""
+    if disk["wwn_key"] is not None:
+        return "wwn:" + disk["wwn"]
+    if disk["serial_key"] is not None:
+        return "serial:" + disk["serial"]
+    if disk["path"].startswith("/dev/disk/by-id/"):
+        return "by-id:" + disk["path"]
+    return None

@@ -100,14 +100,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from ansible_collections.prenixos.baseline.plugins.module_utils.block_devices import natural_key
 from ansible_collections.prenixos.baseline.plugins.module_utils.disk_selectors import operator_reasons
 from ansible_collections.prenixos.baseline.plugins.module_utils.plan_input import (
     MIN_LV_SIZE,
     MiB,
     PlanError,
+    disk_identity,
     effective_options,
     normalise_disks,
+    second_paths,
 )
 from ansible_collections.prenixos.baseline.plugins.module_utils.storage_contract import (
     ESP_TYPE,
@@ -262,46 +263,6 @@ def exclusion_reasons(disk, min_disk_size):
     return reasons
 
 
-def second_paths(disks):
-    """``{name: [reason]}`` for every disk that is a disk seen before it in kernel order (the first path is kept)."""
-    by_wwn, by_serial, by_link, found = {}, {}, {}, {}
-    identified = [d for d in disks if d["wwn_key"] or d["serial_key"] or d["path"].startswith("/dev/disk/by-id/")]
-    for disk in sorted(identified, key=lambda d: natural_key(d["name"])):
-        first = first_path_of(disk, by_wwn, by_serial, by_link)
-        if first is not None:
-            found[disk["name"]] = ["second path to %s (same %s)" % first]
-            continue
-        if disk["wwn_key"] is not None:
-            by_wwn[disk["wwn_key"]] = disk
-        if disk["serial_key"] is not None:
-            by_serial.setdefault((disk["serial_key"], disk["size"]), []).append(disk)
-        if disk["path"].startswith("/dev/disk/by-id/"):
-            by_link.setdefault(disk["path"], []).append(disk)
-    return found
-
-
-def first_path_of(disk, by_wwn, by_serial, by_link):
-    """``(name of the disk seen before that is this disk, what they share)``, or None.
-
-    The same WWN; else, unless both WWNs are known (and so differ: NVMe namespaces share a serial), the same
-    serial and size; else, unless both serials are known too, the same by-id link.
-    """
-    first = by_wwn.get(disk["wwn_key"])
-    if first is not None:
-        return first["name"], "WWN %s" % first["wwn"]
-    for first in by_serial.get((disk["serial_key"], disk["size"]), []):
-        if not known_on_both(first, disk, "wwn_key"):
-            return first["name"], "serial %s and size %s" % (first["serial"], human_size(disk["size"]))
-    for first in by_link.get(disk["path"], []):
-        if not known_on_both(first, disk, "wwn_key") and not known_on_both(first, disk, "serial_key"):
-            return first["name"], "by-id link %s" % disk["path"]
-    return None
-
-
-def known_on_both(first, disk, key):
-    return first[key] is not None and disk[key] is not None
-
-
 def no_eligible_disk_message(excluded):
     if not excluded:
         return "No disk to plan storage on: no disk was reported at all."
@@ -316,18 +277,6 @@ def planned_disk(disk, vg_name):
     planned.update({"wwn": disk["wwn"], "serial": disk["serial"], "identity": disk_identity(disk),
                     "class": disk["disk_class"], "vg": vg_name})
     return planned
-
-
-def disk_identity(disk):
-    """What names the disk in any boot: ``wwn:...``, else ``serial:...``, else ``by-id:...``; None when only
-    the kernel name is known (a placeholder WWN or serial, all zeros, is no identity)."""
-    if disk["wwn_key"] is not None:
-        return "wwn:" + disk["wwn"]
-    if disk["serial_key"] is not None:
-        return "serial:" + disk["serial"]
-    if disk["path"].startswith("/dev/disk/by-id/"):
-        return "by-id:" + disk["path"]
-    return None
 
 
 # Grouping and roles
