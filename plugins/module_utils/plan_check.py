@@ -108,6 +108,8 @@ def bind_disks(plan, present, problems):
                             % (called, taken[now["name"]]))
             continue
         taken[now["name"]] = name
+        if now["name"] != name:
+            notes.append("disk %s (%s) is %s in this boot" % (name, how, now["name"]))
         if disk.get("size") != now["size"]:
             problems.append("disk %s (%s): planned for %s bytes, it has %d bytes (%s)"
                             % (called, how, disk.get("size"), now["size"], human_size(now["size"])))

@@ -66,8 +66,11 @@ def test_every_plan_the_planner_makes_is_accepted(options, count):
 
 def test_after_a_name_swap_the_plan_builds_the_same_disks_under_their_new_names(plan):
     swapped = renamed(machine(), {"sda": "sdb", "sdb": "sda", "sdc": "sdg", "sdg": "sdc"})
-    bound, _notes = review_plan(plan, swapped)
+    bound, notes = review_plan(plan, swapped)
     by_serial = {d["serial"]: d["name"] for d in swapped}
+    # the operator is told which disk is which now, and only of the disks that moved
+    assert sorted(note.split(" (")[0] for note in notes) == ["disk sda", "disk sdb", "disk sdc", "disk sdg"], notes
+    assert any(note.startswith("disk sda (") and note.endswith("is sdb in this boot") for note in notes), notes
     for planned, now in zip(plan["disks"], bound["disks"], strict=True):
         assert now["name"] == by_serial[planned["serial"]] and now["dev"] == "/dev/" + now["name"]
     main = next(a for a in bound["arrays"] if a["name"] == "main")

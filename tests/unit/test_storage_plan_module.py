@@ -151,7 +151,9 @@ def test_a_given_plan_file_is_reviewed_and_bound_to_the_disks_present(tmp_path, 
     swapped = [dict(d, name=new, dev="/dev/" + new, path="/dev/" + new)
                for d, new in zip(with_serials(TWO_SSDS_TWO_HDDS), ["sdb", "sda", "sdd", "sdc"], strict=True)]
     result = run_module(storage_plan.main, {"disks": swapped, "ram_bytes": 8 * GiB, "plan": str(plan_file)}, capsys)
-    assert result["changed"] is False and result["review_notes"] == []
+    assert result["changed"] is False and result["review_notes"] == [
+        "disk sda (serial:SERIAL-sda) is sdb in this boot", "disk sdb (serial:SERIAL-sdb) is sda in this boot",
+        "disk sdc (serial:SERIAL-sdc) is sdd in this boot", "disk sdd (serial:SERIAL-sdd) is sdc in this boot"]
     by_serial = {d["serial"]: d["name"] for d in result["plan"]["disks"]}
     assert by_serial == {"SERIAL-sda": "sdb", "SERIAL-sdb": "sda", "SERIAL-sdc": "sdd", "SERIAL-sdd": "sdc"}
     assert "sdb" in result["summary"] and "fileSystems" in result["nixos"]
