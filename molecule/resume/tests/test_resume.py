@@ -130,6 +130,18 @@ def test_the_power_was_cut_mid_array_creation_and_mid_mkfs(cuts):
     assert fired["mid-mkfs"].startswith("cut: mkfs.ext4"), fired
 
 
+def test_after_each_boot_and_the_disk_put_back_the_plan_followed_each_disk_by_its_identity(cuts):
+    # Kernel names may swap at a boot (virtio-scsi): a plan kept from the boot before is bound again by serial,
+    # WWN or by-id link, never taken by kernel name alone; each disk that moved is named in a note.
+    bindings = cuts["bindings"]
+    assert [entry["why"] for entry in bindings] == [
+        "the pulled disk put back", "booted again after the cut mid-array creation"], bindings
+    for entry in bindings:
+        for note in entry["notes"]:
+            assert re.fullmatch(r"disk sd[a-z]+ \((serial|wwn|by-id):\S+\) is sd[a-z]+ in this boot", note), (
+                "expected only notes of disks followed by their identity: %s" % entry)
+
+
 def test_first_boot_after_the_cuts_finished_the_same_build_without_wipe(host, cuts, planned):
     identity = BuildIdentity(cuts["plan"])
     assert BuildIdentity(planned).id == identity.id, "expected first boot to plan the build the cuts interrupted"
