@@ -57,7 +57,7 @@ sanity: venv ## ansible-test sanity, offline, on a copy of the tracked tree
 	cd $(SANITY_DIR) && HOME=$(SANITY_HOME) $(BIN)/ansible-test sanity --venv --requirements --python 3.11 --color no
 
 unit: venv ## pytest unit tests (hermetic: fake sysfs, fake runner)
-	$(BIN)/pytest -q -p no:cacheprovider tests/unit iso/tests
+	$(BIN)/pytest -q -p no:cacheprovider -n auto tests/unit iso/tests
 
 molecule: venv ## Boot the ISO in QEMU and run every Molecule scenario
 	bash molecule/run.sh
