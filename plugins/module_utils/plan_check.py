@@ -164,7 +164,7 @@ def bind(plan, renames, present):
 
 def rule_problems(view, present, renames):
     sizes = partition_sizes(view, present, renames)
-    problems = fit_problems(view, present, renames, sizes)
+    problems = fit_problems(view, present, renames)
     problems += array_problems(view)
     problems += volume_group_problems(view, sizes)
     problems += mount_problems(view)
@@ -177,14 +177,19 @@ def partition_sizes(view, present, renames):
     for name in view.disks:
         parts = view.partitions_on(name)
         disk_size = present[renames[name]]["size"] if name in renames else view.disks[name].get("size") or 0
-        fixed = sum(p["size"] for p in parts if isinstance(p.get("size"), int))
+        fixed = fixed_bytes(parts)
         for part in parts:
             size = part.get("size")
             sizes[part["device"]] = size if isinstance(size, int) else max(disk_size - GPT_OVERHEAD - fixed, 0)
     return sizes
 
 
-def fit_problems(view, present, renames, sizes):
+def fixed_bytes(parts):
+    """What the partitions of a fixed size take together."""
+    return sum(p["size"] for p in parts if isinstance(p.get("size"), int))
+
+
+def fit_problems(view, present, renames):
     problems = []
     for name in view.disks:
         if name not in renames:
@@ -192,8 +197,7 @@ def fit_problems(view, present, renames, sizes):
         parts = view.partitions_on(name)
         disk_size = present[renames[name]]["size"]
         rest = [p for p in parts if not isinstance(p.get("size"), int)]
-        fixed = sum(p["size"] for p in parts if isinstance(p.get("size"), int))
-        need = fixed + GPT_OVERHEAD + (MiB if rest else 0)
+        need = fixed_bytes(parts) + GPT_OVERHEAD + (MiB if rest else 0)
         if len(rest) > 1:
             problems.append("disk %s: only one partition can take the rest of the disk (size null), %d do"
                             % (name, len(rest)))
