@@ -47,3 +47,32 @@ def test_a_gone_disk_is_left_out_and_the_others_keep_their_serials_and_files(tmp
         "scsi-hd,bus=scsi0.0,drive=disk0,serial=pn-hdd1,rotation_rate=7200,id=dev-disk0",
         "scsi-hd,bus=scsi0.0,drive=disk2,serial=pn-hdd3,rotation_rate=7200,id=dev-disk2"]
     assert not [arg for arg in args if "disk1.img" in arg]
+
+
+@pytest.mark.parametrize(("kbps", "expected"), [
+    (None, None),
+    (0, None),
+    (1000, "modprobe md_mod && echo 100 > /proc/sys/dev/raid/speed_limit_min && "
+           "echo 1000 > /proc/sys/dev/raid/speed_limit_max"),
+    (50, "modprobe md_mod && echo 50 > /proc/sys/dev/raid/speed_limit_min && "
+         "echo 50 > /proc/sys/dev/raid/speed_limit_max"),
+])
+def test_a_machine_with_md_sync_kbps_has_its_md_syncs_held_once_ssh_logs_in(monkeypatch, kbps, expected):
+    sent = []
+
+    def run(argv, **_kwargs):
+        sent.append(argv[-1])
+        return qemu.subprocess.CompletedProcess(argv, 0, b"", b"")
+
+    monkeypatch.setattr(qemu.subprocess, "run", run)
+    state = {"name": "m", "ssh_port": 2222, "machine": qemu.normalise({"name": "m", "md_sync_kbps": kbps})}
+    qemu.limit_md_sync(state, "/key")
+    assert sent == ([expected] if expected else [])
+
+
+def test_md_syncs_that_cannot_be_held_stop_the_launcher_with_the_reason(monkeypatch):
+    monkeypatch.setattr(qemu.subprocess, "run",
+                        lambda argv, **_kw: qemu.subprocess.CompletedProcess(argv, 1, b"", b"no md_mod"))
+    state = {"name": "m", "ssh_port": 2222, "machine": qemu.normalise({"name": "m", "md_sync_kbps": 1000})}
+    with pytest.raises(SystemExit, match="could not hold the md syncs of m to 1000 KiB/s: no md_mod"):
+        qemu.limit_md_sync(state, "/key")
