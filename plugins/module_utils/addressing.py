@@ -27,6 +27,9 @@ else:
 
 # IEEE 802.1Q: 0 and 4095 are reserved.
 VLAN_IDS = (1, 4094)
+# With a VLAN, the tagged interface is what the operator knows as ``lan``; the NIC it rides on (the one with
+# the link) is named ``lan-port``.
+PORT_SUFFIX = "-port"
 
 
 class AddressError(ValueError):
@@ -166,6 +169,11 @@ def lan_settings(addresses=None, gateways=None, dns=None, vlan=None):
         "dns": servers,
         "vlan": vlan_id(vlan),
     }
+
+
+def port_name(name):
+    """The name of the NIC that carries the VLAN ``name`` (``lan`` → ``lan-port``)."""
+    return name + PORT_SUFFIX
 
 
 def is_static(settings):

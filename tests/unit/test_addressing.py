@@ -138,3 +138,7 @@ def test_settings_that_cannot_work_are_refused_with_the_reason(kwargs, reason):
 @pytest.mark.parametrize("none", [None, "", 0, "0"])
 def test_no_vlan(none):
     assert addressing.vlan_id(none) is None
+
+
+def test_the_nic_under_a_vlan_named_lan_is_lan_port():
+    assert addressing.port_name("lan") == "lan-port"
