@@ -22,11 +22,17 @@ Kernel command-line switches (anything else starting with ``prenixos.`` is repor
   prenixos.slash=SIZE             the size of / (prenixos_storage_slash_size)
   prenixos.home=SIZE              the largest size of /home (prenixos_storage_home_size)
   prenixos.swap=SIZE              the size of the swap volume, 0 for none (prenixos_storage_swap_size)
+  prenixos.ip=ADDR/PREFIX[,...]   a static address for lan instead of DHCP, IPv4 and/or IPv6 (prenixos_lan_address)
+  prenixos.gw=ADDR[,ADDR]         the default gateway(s) of the static address(es) (prenixos_lan_gateway)
+  prenixos.dns=ADDR[,ADDR...]     DNS servers for lan (prenixos_lan_dns)
+  prenixos.vlan=ID                put lan on this tagged VLAN (1-4094) over the NIC with the link (prenixos_lan_vlan)
 
 A selector (SEL) is a kernel name (sda), a serial, a WWN (0x5002538e40a1b2c3, naa.5002538E40A1B2C3), a
 /dev/disk/by-id/ link or a model glob (Samsung*, blanks in the model as _), or one of them after name:, serial:,
 wwn:, by-id: or model:. A SIZE is bytes or a number with a binary unit: 20G, 512M, 1.5T. A bad value is
 reported and ignored like any other; a selector that matches no disk stops the plan, listing the disks.
+The network switches are passed on as given: the lan phase checks them together (a gateway must lie in the
+address's network) and, where one is wrong, configures nothing and says why on the console and in /etc/issue.
 
 Python 3 standard library and the collection's pure module_utils only.
 """
@@ -70,6 +76,10 @@ VALUE_SWITCHES = {
     "prenixos.slash": (SIZE, "size", "prenixos_storage_slash_size"),
     "prenixos.home": (SIZE, "size", "prenixos_storage_home_size"),
     "prenixos.swap": (SIZE, "size", "prenixos_storage_swap_size"),
+    "prenixos.ip": ("addresses with their prefix, separated by commas", "list", "prenixos_lan_address"),
+    "prenixos.gw": ("gateway addresses separated by commas", "list", "prenixos_lan_gateway"),
+    "prenixos.dns": ("DNS server addresses separated by commas", "list", "prenixos_lan_dns"),
+    "prenixos.vlan": ("a VLAN ID", "text", "prenixos_lan_vlan"),
 }
 # Boolean switches and the role variables they set.
 BOOLEAN_SWITCHES = (
@@ -126,7 +136,9 @@ def parse_cmdline(text):
 
 def value_problem(kind, value):
     """None when ``value`` is a size or a list of disk selectors as the planner reads them, else what is wrong
-    ("" when the switch's description says it)."""
+    ("" when the switch's description says it). Network values pass here: the lan phase checks them together."""
+    if kind in ("list", "text"):
+        return None if value.strip() else ""
     try:
         if kind == "size":
             parse_size("size", value)
@@ -149,7 +161,9 @@ def extra_vars(switches):
     for switch, (_what, kind, variable) in VALUE_SWITCHES.items():
         if switch in switches:
             value = switches[switch]
-            result[variable] = [selector.strip() for selector in value.split(",")] if kind == "selectors" else value
+            if kind in ("selectors", "list"):
+                value = [part.strip() for part in value.split(",") if part.strip()]
+            result[variable] = value
     return result
 
 

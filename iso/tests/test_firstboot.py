@@ -21,18 +21,19 @@ def test_unknown_switches_and_bad_values_are_reported_and_ignored(firstboot):
         "prenixos.bogus=1 prenixos.wipe=yes prenixos.storage prenixos.firstboot=0")
     assert switches == {"prenixos.firstboot": "0"}
     assert warnings == [
-        "unknown switch 'prenixos.bogus=1' ignored (known: prenixos.backups, prenixos.exclude, prenixos.firstboot, "
-        "prenixos.home, prenixos.include, prenixos.install, prenixos.mitogen, prenixos.reboot, prenixos.redundant, "
-        "prenixos.slash, prenixos.storage, prenixos.swap, prenixos.wipe)",
+        "unknown switch 'prenixos.bogus=1' ignored (known: prenixos.backups, prenixos.dns, prenixos.exclude, "
+        "prenixos.firstboot, prenixos.gw, prenixos.home, prenixos.include, prenixos.install, prenixos.ip, "
+        "prenixos.mitogen, prenixos.reboot, prenixos.redundant, prenixos.slash, prenixos.storage, prenixos.swap, "
+        "prenixos.vlan, prenixos.wipe)",
         "'prenixos.wipe=yes' ignored: prenixos.wipe takes one of 0|1",
         "'prenixos.storage' ignored: prenixos.storage takes one of plan|apply|skip",
     ]
 
 
 NAMES = ["firstboot", "storage", "wipe", "redundant", "backups", "install", "reboot", "medium", "wype", "", "Storage",
-         "exclude", "include", "slash", "home", "swap"]
+         "exclude", "include", "slash", "home", "swap", "ip", "gw", "dns", "vlan"]
 VALUES = ["", "=", "=0", "=1", "=plan", "==1", "=yes", "=apply ", "=20G", "=1.5T", "=20X", "=sda,serial:S3Z1",
-          "=sda,,sdb", "=serial:", "=/dev/disk/by-path/x", "=model:Samsung*"]
+          "=sda,,sdb", "=serial:", "=/dev/disk/by-path/x", "=model:Samsung*", "=192.0.2.10/24", "=42", "= "]
 WORDS = (st.tuples(st.sampled_from(NAMES), st.sampled_from(VALUES))
          .map(lambda pair: "prenixos.%s%s" % pair) | st.text(max_size=20))
 
@@ -44,7 +45,9 @@ def taken_value(firstboot, key, sep, value):
     if not sep:
         return False
     if key in ("prenixos.slash", "prenixos.home", "prenixos.swap"):
-        return value in ("0", "1", "20G", "1.5T")
+        return value in ("0", "1", "20G", "1.5T", "42")
+    if key in ("prenixos.ip", "prenixos.gw", "prenixos.dns", "prenixos.vlan"):
+        return bool(value.strip())
     if key in ("prenixos.exclude", "prenixos.include"):
         pieces = value.split(",")
         return all(piece and piece != "serial:" and not piece.startswith("/dev/disk/by-path/") for piece in pieces)
@@ -192,3 +195,22 @@ def test_disk_selectors_and_sizes_are_switches_that_set_the_storage_variables(fi
 ])
 def test_a_bad_size_or_selector_is_reported_and_ignored(firstboot, word, warning):
     assert firstboot.parse_cmdline("prenixos.slash=30G " + word) == ({"prenixos.slash": "30G"}, [warning])
+
+
+def test_network_switches_pass_on_as_given_for_the_lan_phase_to_check_together(firstboot):
+    switches, warnings = firstboot.parse_cmdline(
+        "console=ttyS0 prenixos.ip=192.0.2.10/24,2001:db8::10/64 prenixos.gw=192.0.2.1 prenixos.dns=192.0.2.53,"
+        "192.0.2.54 prenixos.vlan=42")
+    assert warnings == []
+    assert firstboot.extra_vars(switches) == {
+        "prenixos_lan_address": ["192.0.2.10/24", "2001:db8::10/64"],
+        "prenixos_lan_gateway": ["192.0.2.1"],
+        "prenixos_lan_dns": ["192.0.2.53", "192.0.2.54"],
+        "prenixos_lan_vlan": "42",
+    }
+    # A wrong value is the lan phase's to refuse, with the reason on the console (a gateway is checked against
+    # the address's network there); only an empty one is refused here.
+    assert firstboot.extra_vars(firstboot.parse_cmdline("prenixos.ip=192.0.2.10 prenixos.vlan=x")[0]) == {
+        "prenixos_lan_address": ["192.0.2.10"], "prenixos_lan_vlan": "x"}
+    assert firstboot.parse_cmdline("prenixos.ip=")[1] == [
+        "'prenixos.ip=' ignored: prenixos.ip takes addresses with their prefix, separated by commas"]
