@@ -89,8 +89,8 @@ collect_keys() {
 # ---------------------------------------------------------------- stage 1: the OS layer
 os_layer_key() {
     {
-        printf 'suite=%s mirror=%s security=%s ansible=%s mitogen=%s zstd=%s\n' "$suite" "$mirror" "$security_mirror" \
-            "$(ansible_pin)" "$(pin mitogen)" "$zstd_level"
+        printf 'suite=%s mirror=%s security=%s ansible=%s mitogen=%s netaddr=%s zstd=%s\n' "$suite" "$mirror" "$security_mirror" \
+            "$(ansible_pin)" "$(pin mitogen)" "$(pin netaddr)" "$zstd_level"
         declare -f build_os_layer
         (cd "$iso_src/os-layer" && find . -type f -o -type l | LC_ALL=C sort | while read -r f; do
             printf '%s %s\n' "$f" "$(stat -c %a "$f")"; sha256sum < "$f"; done)
@@ -104,7 +104,7 @@ build_os_layer() {
     "$venv/bin/pip" download -q --disable-pip-version-check --only-binary=:all: \
         --python-version 3.11 --implementation cp --abi cp311 \
         --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
-        -d "$work/wheels" "ansible-core==$(ansible_pin)" "mitogen==$(pin mitogen)" 2> >(grep -v 'is ignored: it is neither' >&2)
+        -d "$work/wheels" "ansible-core==$(ansible_pin)" "mitogen==$(pin mitogen)" "netaddr==$(pin netaddr)" 2> >(grep -v 'is ignored: it is neither' >&2)
     local packages
     packages=$(grep -v '^[[:space:]]*\(#\|$\)' "$iso_src/os-layer/packages.txt" | tr '\n' ',' | sed 's/,$//')
     # INITRD=No: the kernel's postinst makes no initramfs; the whole OS layer is the initramfs.
@@ -115,7 +115,7 @@ build_os_layer() {
         --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
         --dpkgopt='path-exclude=/usr/share/lintian/*' \
         --include="$packages" \
-        --customize-hook="$iso_src/os-layer/customize.sh \"\$1\" $work/wheels $(ansible_pin) $(pin mitogen)" \
+        --customize-hook="$iso_src/os-layer/customize.sh \"\$1\" $work/wheels $(ansible_pin) $(pin mitogen) $(pin netaddr)" \
         "$suite" "$work/root" \
         "deb $mirror $suite main non-free-firmware" \
         "deb $mirror $suite-updates main non-free-firmware" \

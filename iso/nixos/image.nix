@@ -17,8 +17,8 @@ let
     { name = "ansible_collections/prenixos/baseline"; path = collectionSource; }
   ];
 
-  # Where the wrapper expects a Python with ansible-core (/opt/pre-nixos/venv).
-  ansible = pkgs.python3.withPackages (ps: [ ps.ansible-core ]);
+  # Where the wrapper expects a Python with ansible-core and netaddr (/opt/pre-nixos/venv).
+  ansible = pkgs.python3.withPackages (ps: [ ps.ansible-core ps.netaddr ]);
 
   firstbootUnit = pkgs.writeTextDir "lib/systemd/system/pre-nixos.service" (import ./firstboot-unit.nix {
     execStart = "${ansible}/bin/python3 -I ${../firstboot/pre_nixos_firstboot.py}";

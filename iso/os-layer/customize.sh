@@ -1,28 +1,33 @@
 #!/usr/bin/env bash
 # Stage 1 of the boot image, run by mmdebstrap as its customize hook (on the build host):
-#   customize.sh ROOT WHEELS_DIR ANSIBLE_PIN MITOGEN_PIN
+#   customize.sh ROOT WHEELS_DIR ANSIBLE_PIN MITOGEN_PIN NETADDR_PIN
 # Turns the freshly bootstrapped Debian tree ROOT into the OS layer: image config, ansible-core
 # in a venv, services enabled, no host keys, trimmed. Part of the OS-layer cache key.
 set -euo pipefail
-root=$1 wheels=$2 ansible_pin=$3 mitogen_pin=$4
+root=$1 wheels=$2 ansible_pin=$3 mitogen_pin=$4 netaddr_pin=$5
 here=$(cd "$(dirname "$0")" && pwd)
 in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"; }
 
 # Image configuration (sshd key-only drop-in, host key unit, DHCP, autologin gettys, ...)
 cp -a --no-preserve=ownership "$here/rootfs/." "$root/"
 
-# ansible-core and Mitogen (first boot's strategy: one Python for every module task), pinned, from
-# wheels downloaded on the host (no network needed in the chroot)
+# ansible-core, Mitogen (first boot's strategy: one Python for every module task) and netaddr (the lan
+# settings are read with it), pinned, from wheels downloaded on the host (no network needed in the chroot)
 in_root python3 -m venv /opt/pre-nixos/venv
 mkdir -p "$root/tmp/wheels" && cp "$wheels"/*.whl "$root/tmp/wheels/"
 in_root /opt/pre-nixos/venv/bin/pip install -q --no-index --no-cache-dir --disable-pip-version-check \
-    --find-links /tmp/wheels "ansible-core==$ansible_pin" "mitogen==$mitogen_pin"
+    --find-links /tmp/wheels "ansible-core==$ansible_pin" "mitogen==$mitogen_pin" "netaddr==$netaddr_pin"
 in_root /opt/pre-nixos/venv/bin/pip freeze --all > "$root/opt/pre-nixos/venv/requirements.lock"
 rm -rf "$root/tmp/wheels"
 # The image runs ansible, it does not install Python packages: no pip, setuptools, ansible-test.
 in_root /opt/pre-nixos/venv/bin/python -m pip uninstall -q -y pip setuptools
 rm -rf "$root"/opt/pre-nixos/venv/lib/python3.11/site-packages/ansible_test \
        "$root"/opt/pre-nixos/venv/bin/ansible-test
+# netaddr's IEEE registries (9 MiB; read only to name a MAC's vendor, which nothing here asks) and its tests.
+rm -rf "$root"/opt/pre-nixos/venv/lib/python3.11/site-packages/netaddr/{eui/*.txt,eui/*.idx,tests} \
+       "$root"/opt/pre-nixos/venv/bin/netaddr
+# Runs over SSH use the system Python: it gets the same netaddr.
+ln -s /opt/pre-nixos/venv/lib/python3.11/site-packages/netaddr "$root/usr/lib/python3/dist-packages/netaddr"
 
 # Module tasks import Ansible's module_utils from a zip, which Python compiles anew every time:
 # a bytecode cache for zip imports, in the venv (first boot) and the system Python (runs over SSH).
