@@ -121,12 +121,12 @@ def test_the_image_is_the_minimal_installer_with_serial_console_key_only_ssh_and
     assert first_boot["environment"] == {"NIX_PATH": nix_path}
     tools = {os.path.basename(entry).replace("stub-", "") for entry in first_boot["path"]}
     assert {"util-linux", "gptfdisk", "mdadm", "lvm2", "e2fsprogs", "dosfstools", "iproute2", "systemd", "openssh",
-            "python3-with-ansible-core", "sw"} <= tools
+            "python3-with-ansible-core-netaddr", "sw"} <= tools
     assert config["systemd"]["tmpfiles"]["rules"] == [
         "d /usr/share/pre-nixos 0755 root root -",
         "L+ /usr/share/pre-nixos/collections - - - - /nix/store/stub-pre-nixos-collections",
         "d /opt/pre-nixos 0755 root root -",
-        "L+ /opt/pre-nixos/venv - - - - /nix/store/stub-python3-with-ansible-core",
+        "L+ /opt/pre-nixos/venv - - - - /nix/store/stub-python3-with-ansible-core-netaddr",
     ]
 
 
@@ -158,7 +158,7 @@ def test_the_first_boot_unit_is_the_debian_units_text_with_only_execstart_pointi
     assert wrapper_store_path.endswith("-pre_nixos_firstboot.py")
     assert unit["text"] == debian.replace(
         "ExecStart=/usr/bin/python3 -I /usr/local/lib/pre-nixos/pre_nixos_firstboot.py",
-        "ExecStart=/nix/store/stub-python3-with-ansible-core/bin/python3 -I " + wrapper_store_path,
+        "ExecStart=/nix/store/stub-python3-with-ansible-core-netaddr/bin/python3 -I " + wrapper_store_path,
     )
 
 
