@@ -19,6 +19,14 @@ def test_a_nic_whose_link_comes_later_carries_the_forwarded_ssh_port(tmp_path):
     assert all("127.0.0.1" in netdev for netdev in netdevs if "hostfwd" in netdev)
 
 
+def test_ssh_can_be_forwarded_to_a_static_guest_address(tmp_path):
+    machine = qemu.normalise({"name": "static", "nics": [{"link": True, "ssh_address": "10.0.2.50"}]})
+    args = qemu.qemu_args(machine, "/x.iso", str(tmp_path), "tcg", 2222)
+    assert args[args.index("-netdev") + 1] == "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:2222-10.0.2.50:22"
+    with pytest.raises(ValueError, match="ssh_address must be an address of QEMU's user network"):
+        qemu.normalise({"name": "bad", "nics": [{"link": True, "ssh_address": "192.0.2.10"}]})
+
+
 @pytest.mark.parametrize(("nics", "message"), [
     ([{"link": False}], "at least one NIC needs a link"),
     ([{"link": True, "link_up": {"after": "x"}}], "link_up needs link: false"),

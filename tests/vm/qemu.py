@@ -11,6 +11,8 @@ Used by ``iso/demo.sh`` and by the Molecule scenarios (``molecule/shared/create.
      "disks": [{"kind": "nvme", "size": "64G"}, {"kind": "ssd", "size": "32G"},
                {"kind": "hdd", "size": "16G"}, {"kind": "usb", "size": "4G"}],
      "nics": [{"link": false}, {"link": true}],
+                                      # {"link": true, "ssh_address": "10.0.2.50"}: SSH is forwarded
+                                      # to that guest address (a static one) instead of the DHCP one
                                       # {"link": false, "link_up": {"after": "REGEX", "delay": 20}}:
                                       # down at start, up DELAY s after REGEX shows on the serial console
      "boot": "cdrom",                 # or "usb": the ISO as a USB stick
@@ -163,6 +165,9 @@ def normalise(machine):
             if nic.get("link", True) or not isinstance(link_up, dict) or not link_up.get("after"):
                 raise ValueError("NIC %r: link_up needs link: false and {after: REGEX, delay: SECONDS}" % nic)
             re.compile(link_up["after"])
+        address = nic.get("ssh_address")
+        if address is not None and not re.match(r"^10\.0\.2\.(\d{1,3})$", str(address)):
+            raise ValueError("NIC %r: ssh_address must be an address of QEMU's user network 10.0.2.0/24" % nic)
     if not any(carries_ssh(nic) for nic in machine["nics"]):
         raise ValueError("at least one NIC needs a link (now or by link_up): SSH goes through the first one")
     return machine
@@ -221,7 +226,7 @@ def qemu_args(machine, iso, workdir, accel, port):
     for index, nic in enumerate(machine["nics"]):
         netdev = "user,id=net%d,restrict=on" % index
         if carries_ssh(nic) and not forwarded:
-            netdev += ",hostfwd=tcp:127.0.0.1:%d-:22" % port
+            netdev += ",hostfwd=tcp:127.0.0.1:%d-%s:22" % (port, nic.get("ssh_address") or "")
             forwarded = True
         # romfile= : no iPXE option ROM, so the firmware never tries network boot.
         mac = "52:54:00:00:00:%02x" % (0x10 + index)
