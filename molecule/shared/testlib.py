@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 
 import yaml
@@ -83,6 +84,20 @@ def first_boot_status(host):
 def plan(host):
     """The storage plan first boot wrote."""
     return json.loads(host.file("/var/log/pre-nixos/plan.json").content_string)
+
+
+def nixos_configuration(host, directory):
+    """The guest's /mnt/etc/nixos/pre-nixos.nix as text, after checking that it parses (nix-instantiate on the
+    host, the file copied into ``directory``)."""
+    nix = host.file("/mnt/etc/nixos/pre-nixos.nix")
+    assert nix.exists, "expected /mnt/etc/nixos/pre-nixos.nix"
+    text = nix.content_string
+    copy = os.path.join(str(directory), "pre-nixos.nix")
+    with open(copy, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    parsed = subprocess.run(["nix-instantiate", "--parse", copy], capture_output=True, text=True, check=False)
+    assert parsed.returncode == 0, "expected pre-nixos.nix to parse, nix-instantiate says:\n%s" % parsed.stderr
+    return text
 
 
 def guest_json(host, command):

@@ -23,6 +23,7 @@ from testlib import (  # noqa: E402
     guest_json,
     links_by_mac,
     nic_macs,
+    nixos_configuration,
     plan,
     planned_mounts,
     serial_log,
@@ -270,13 +271,7 @@ def test_volume_groups_and_logical_volumes_are_the_planned_ones(host):
 
 
 def test_the_nixos_configuration_parses_and_names_the_labels_on_the_disks(host, tmp_path):
-    nix = host.file("/mnt/etc/nixos/pre-nixos.nix")
-    assert nix.exists, "expected /mnt/etc/nixos/pre-nixos.nix after first boot"
-    text = nix.content_string
-    (tmp_path / "pre-nixos.nix").write_text(text)
-    parsed = subprocess.run(["nix-instantiate", "--parse", str(tmp_path / "pre-nixos.nix")], capture_output=True,
-                            text=True, check=False)
-    assert parsed.returncode == 0, "expected pre-nixos.nix to parse, nix-instantiate says:\n%s" % parsed.stderr
+    text = nixos_configuration(host, tmp_path)
     mounted = set(planned_mounts(plan(host)).values())
     swaps = {lv["label"] for lv in plan(host)["logical_volumes"] if lv["filesystem"] == "swap"}
     on_disks = set(host.check_output("blkid -s LABEL -o value").split())

@@ -15,6 +15,7 @@ from testlib import (  # noqa: E402
     first_boot_status,
     guest_disks,
     guest_json,
+    nixos_configuration,
     plan,
     planned_mounts,
 )
@@ -102,3 +103,45 @@ def test_building_the_edited_plan_again_changed_nothing(host):
     again = "\n".join(converge_rounds(host)["again"])
     recap = re.findall(r"changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)", again)
     assert recap and recap[-1] == ("0", "0"), "expected a run that changed nothing:\n%s" % again
+
+
+# ---------------------------------------------------------------- the static address
+
+
+def test_lan_has_the_static_address_of_the_kernel_command_line_and_asked_no_dhcp(host):
+    (lan,) = guest_json(host, "ip -j -4 addr show dev lan")
+    addresses = [(a["local"], a["prefixlen"], bool(a.get("dynamic"))) for a in lan["addr_info"]
+                 if a.get("family") == "inet"]
+    assert addresses == [("10.0.2.50", 24, False)], "expected only the static 10.0.2.50/24 on lan, found %s" % addresses
+    routes = guest_json(host, "ip -j -4 route show default dev lan")
+    gateways = [route.get("gateway") for route in routes]
+    assert gateways == ["10.0.2.2"], "expected the default route via 10.0.2.2: %s" % routes
+    network = host.file("/etc/systemd/network/10-lan.network").content_string
+    for line in ("DHCP=no", "Address=10.0.2.50/24", "Gateway=10.0.2.2", "DNS=10.0.2.3"):
+        assert line in network.splitlines(), "expected %r in 10-lan.network:\n%s" % (line, network)
+    # networkd keeps a lease file for each DHCPv4 lease it holds: there is none.
+    leases = host.run("ls /run/systemd/netif/leases/").stdout.split()
+    assert leases == [], "expected no DHCP lease on the machine, found %s" % leases
+    dns = host.check_output("resolvectl dns lan")
+    assert "10.0.2.3" in dns, "expected resolved to use the static DNS server on lan: %s" % dns
+
+
+def test_the_lan_phase_records_the_static_settings_and_the_operator_is_told_the_static_address(host):
+    details = first_boot_status(host)["phases"]["lan"]["details"]
+    assert (details["address"], details["settings"]) == (
+        "10.0.2.50", {"addresses": ["10.0.2.50/24"], "gateways": ["10.0.2.2"], "dns": ["10.0.2.3"], "vlan": None}
+    ), "expected the lan phase to record the static settings, found %s" % details
+    issue = host.file("/etc/issue").content_string
+    assert "pre-nixos: ssh root@10.0.2.50" in issue, "expected /etc/issue to say ssh root@10.0.2.50:\n%s" % issue
+
+
+def test_sshd_listens_on_ipv4_and_ipv6(host):
+    listening = {line.split()[3] for line in host.check_output("ss -Hltn sport = :22").splitlines()}
+    assert {"0.0.0.0:22", "[::]:22"} <= listening, "expected sshd on 0.0.0.0:22 and [::]:22, found %s" % listening
+
+
+def test_the_nixos_configuration_parses_and_carries_the_static_address(host, tmp_path):
+    text = nixos_configuration(host, tmp_path)
+    for expected in ('"10.0.2.50/24"', '"10.0.2.2"', '"10.0.2.3"'):
+        assert expected in text, "expected pre-nixos.nix to name %s:\n%s" % (expected, text)
+    assert re.search(r'DHCP = "no"', text), "expected pre-nixos.nix to turn DHCP off on lan:\n%s" % text
