@@ -14,7 +14,8 @@ point it at a fake tree. ``carrier`` and ``speed`` of a down link fail with EINV
 the kernel: that, and a missing file, reads as ``None`` (unknown).
 
 Everything here is pure except :func:`read_file` (the one sysfs reader, replaceable in
-tests) and :func:`gather_nics`, which walks the tree.
+tests) and :func:`gather_nics`, which walks the tree. MACs are read with netaddr
+(:mod:`addressing`), so every module that uses this file needs it.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ import json
 import os
 import re
 
+from ansible_collections.prenixos.baseline.plugins.module_utils import addressing
+
 # Reading these errors means "the kernel cannot tell now", not "something is broken".
 UNKNOWN_ERRNOS = (errno.ENOENT, errno.EINVAL, errno.ENODEV, errno.EOPNOTSUPP, errno.ENOTSUP)
 # PCI addresses and root buses are fixed-width hex: compared as text they sort in bus order.
 PCI_ADDRESS = re.compile(r"^([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]|pci[0-9a-f]{4}:[0-9a-f]{2})$")
-MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 IFF_UP = 0x1
 ADDR_ASSIGN_PERMANENT = 0
 
@@ -53,14 +55,6 @@ def read_attr(path):
         raise NicFactsError("cannot read %s: %s" % (path, err.strerror)) from err
 
 
-def normalize_mac(mac):
-    """``52-54-00-AB-CD-EF`` or ``52:54:00:ab:cd:ef`` → ``52:54:00:ab:cd:ef``; ``None`` for junk."""
-    if not mac or not isinstance(mac, str):
-        return None
-    mac = mac.strip().lower().replace("-", ":")
-    return mac if MAC.match(mac) else None
-
-
 def parse_ip_link(text):
     """``ip -j link show`` → ``{ifname: {"address": ..., "permaddr": ...}}``.
 
@@ -78,8 +72,10 @@ def parse_ip_link(text):
             continue
         if not isinstance(link["ifname"], str):
             raise NicFactsError("ip -j link show printed an ifname that is not a string: %r" % (link["ifname"],))
-        result[link["ifname"]] = {"address": normalize_mac(link.get("address")),
-                                  "permaddr": normalize_mac(link.get("permaddr"))}
+        result[link["ifname"]] = {
+            "address": addressing.mac_or_none(link.get("address")),
+            "permaddr": addressing.mac_or_none(link.get("permaddr")),
+        }
     return result
 
 
@@ -120,7 +116,7 @@ def read_nic(sysfs_root, name, ip_links=None):
     device_path = os.path.relpath(device, os.path.realpath(sysfs_root))
     driver_link = os.path.join(device_link, "driver")
     driver = os.path.basename(os.path.realpath(driver_link)) if os.path.exists(driver_link) else None
-    mac = normalize_mac(read_attr(os.path.join(net, "address")))
+    mac = addressing.mac_or_none(read_attr(os.path.join(net, "address")))
     link = (ip_links or {}).get(name, {})
     permanent_mac = link.get("permaddr")
     if permanent_mac is None and _int_or_none(read_attr(os.path.join(net, "addr_assign_type"))) in (
@@ -172,7 +168,7 @@ def describe(nic):
 
 
 def matches_mac(nic, mac):
-    mac = normalize_mac(mac)
+    mac = addressing.mac_or_none(mac)
     return mac is not None and mac in (nic["mac"], nic["permanent_mac"])
 
 

@@ -15,6 +15,8 @@ description:
   - The list is in bus order (the device tree under C(/sys/devices), PCI addresses compared as
     fixed-width hex), then by name. The same hardware gives the same list every time.
 author: pre-nixos baseline engineers (@prenixos)
+requirements:
+  - netaddr (reads the MACs in any notation the kernel or a driver prints)
 extends_documentation_fragment:
   - prenixos.baseline.attributes
   - prenixos.baseline.attributes.no_diff
@@ -97,12 +99,14 @@ ansible_facts:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.prenixos.baseline.plugins.module_utils.addressing import require_netaddr
 from ansible_collections.prenixos.baseline.plugins.module_utils.nics import NicFactsError, gather_nics, parse_ip_link
 from ansible_collections.prenixos.baseline.plugins.module_utils.runner import CommandError, Runner
 
 
 def main():
     module = AnsibleModule(argument_spec={}, supports_check_mode=True)
+    require_netaddr(module)
     ip = module.get_bin_path("ip", required=True)
     try:
         ip_links = parse_ip_link(Runner(module).run([ip, "-j", "link", "show"])[1])

@@ -432,17 +432,35 @@ def test_ip_link_output_this_host_printed_parses(machine):
 
 
 @pytest.mark.parametrize(
-    ("given", "normal"),
-    [
-        ("52:54:00:AB:CD:EF", "52:54:00:ab:cd:ef"),
-        ("52-54-00-ab-cd-ef", "52:54:00:ab:cd:ef"),
-        ("5254.00ab.cdef", None),
-        ("", None),
-        (None, None),
-    ],
+    "spelling",
+    ["52:54:00:AB:CD:EF", "52-54-00-ab-cd-ef", "52-54-00-AB-CD-EF", "5254.00ab.cdef", "5254.00AB.CDEF", "525400abcdef"],
 )
-def test_macs_are_compared_in_one_spelling(given, normal):
-    assert nics.normalize_mac(given) == normal
+def test_the_operators_mac_matches_in_any_common_spelling(spelling):
+    nic = {"mac": "52:54:00:ab:cd:ef", "permanent_mac": None}
+    assert nics.matches_mac(nic, spelling) is True
+    assert nics.candidates(
+        [dict(nic, name="ens3"), {"name": "ens4", "mac": "52:54:00:ab:cd:e0", "permanent_mac": None}], spelling
+    ) == [dict(nic, name="ens3")]
+
+
+@pytest.mark.parametrize("junk", ["52:54:00:12:34", "", None, "lan"])
+def test_junk_matches_no_nic(junk):
+    assert nics.matches_mac({"mac": "52:54:00:12:34:56", "permanent_mac": "52:54:00:12:34:56"}, junk) is False
+
+
+def test_ip_link_and_sysfs_macs_in_other_spellings_read_as_lowercase_colon_pairs(machine):
+    host = machine("qemu_three_nics")
+    host.nics["ens3"]["mac"] = "52-54-00-12-34-56".upper()
+    host.sync("ens3")
+    links = [
+        {"ifname": "ens4", "address": "5254.0012.3457", "permaddr": "52-54-00-AA-BB-CC"},
+        {"ifname": "ib0", "address": "80:00:02:08:fe:80:00:00:00:00:00:00:00:02:c9:03:00:0a:0b:0c"},
+    ]
+    assert nics.parse_ip_link(json.dumps(links)) == {
+        "ens4": {"address": "52:54:00:12:34:57", "permaddr": "52:54:00:aa:bb:cc"},
+        "ib0": {"address": None, "permaddr": None},
+    }
+    assert [nic["mac"] for nic in gather(host)][0] == "52:54:00:12:34:56"
 
 
 # ---------------------------------------------------------------- which NIC becomes lan
