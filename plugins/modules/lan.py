@@ -30,6 +30,8 @@ description:
     configured, in the managed lines of O(issue_path) and on each of O(consoles). Both are written only when their
     text changes. On failure the announcement is made before the module fails."
 author: pre-nixos baseline engineers (@prenixos)
+requirements:
+  - netaddr (reads the operator's MAC and addresses)
 options:
   name:
     description: The name the chosen NIC gets.
@@ -38,7 +40,7 @@ options:
   mac:
     description:
       - The operator's choice. Only the NIC whose current or permanent MAC this is may become O(name).
-      - Any of C(52:54:00:ab:cd:ef), C(52-54-00-AB-CD-EF).
+      - Any common notation, C(52:54:00:ab:cd:ef), C(52-54-00-AB-CD-EF), C(5254.00ab.cdef).
     type: str
   carrier_timeout:
     description: Seconds to wait for a link on a candidate NIC.
@@ -196,7 +198,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.prenixos.baseline.plugins.module_utils import networkd, nics, sshd
+from ansible_collections.prenixos.baseline.plugins.module_utils import addressing, networkd, nics, sshd
 from ansible_collections.prenixos.baseline.plugins.module_utils.files import WriteError, read_text, write_text
 from ansible_collections.prenixos.baseline.plugins.module_utils.runner import CommandError, Runner
 
@@ -535,12 +537,14 @@ def main():
         },
         supports_check_mode=True,
     )
+    addressing.require_netaddr(module)
     lan = Lan(module, Runner(module))
     try:
-        if module.params["mac"] is not None and nics.normalize_mac(module.params["mac"]) is None:
-            raise LanFailure(
-                "mac %r is not a MAC address (expected six hex pairs, like 52:54:00:12:34:56)" % module.params["mac"]
-            )
+        if module.params["mac"] is not None:
+            try:
+                addressing.mac(module.params["mac"])
+            except addressing.AddressError as err:
+                raise LanFailure(str(err)) from None
         lines = lan.run()
     except (LanFailure, CommandError, nics.NicFactsError, WriteError) as err:
         details = err.as_fail_kwargs() if isinstance(err, CommandError) else {"msg": str(err)}
