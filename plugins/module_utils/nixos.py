@@ -15,9 +15,11 @@ Pure: no command, no file, no I/O. Every function takes plain data and returns t
       ESPs (``EFI2``, ...) get a copy of it, so any disk of ``main`` can boot through the firmware's
       fallback path;
     - console: ``console=tty0 console=ttyS0,115200n8`` (screen and first serial port);
-    - network: systemd-networkd, a ``.link`` that names the NIC with the LAN MAC ``lan`` (its permanent MAC
-      when the LAN facts have one, as the lan module's own ``.link`` does), and DHCP on it
-      (or the static address, gateway and DNS given);
+    - network: systemd-networkd as the lan module sets up the live network: a ``.link`` that names the NIC
+      with the LAN MAC ``lan`` (its permanent MAC when the LAN facts have one, as the lan module's own
+      ``.link`` does), or ``lan-port`` with the VLAN ``lan`` on it; DHCP and IPv6 router advertisements on
+      ``lan``, or the static addresses (IPv4 and/or IPv6), gateways and DNS servers. The settings given win
+      over the LAN facts' ``settings`` (``lan_settings``), both checked by ``addressing``;
     - SSH: root with the given keys only, the hardened sshd settings, the firewall on with only SSH open.
 
     Settings an operator may well want to change in ``configuration.nix`` (boot loader, host name) are
@@ -41,10 +43,11 @@ name NixOS would refuse) raise ``NixosConfigError`` with a message that names th
 """
 from __future__ import annotations
 
-import ipaddress
 import re
 import shlex
 
+from ansible_collections.prenixos.baseline.plugins.module_utils import addressing
+from ansible_collections.prenixos.baseline.plugins.module_utils.addressing import AddressError
 from ansible_collections.prenixos.baseline.plugins.module_utils.nix_syntax import (
     ModuleWriter,
     NixExpr,
@@ -94,7 +97,6 @@ DEFAULT_SSH_SETTINGS = {
 # The sshd settings NixOS types as lists of strings, under the names NixOS gives them.
 NIXOS_SSH_LISTS = {"KexAlgorithms": "KexAlgorithms", "Ciphers": "Ciphers", "MACs": "Macs"}
 
-MAC_PATTERN = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
 INTERFACE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,15}\Z")
 # NixOS's own check on networking.hostName.
 HOSTNAME_PATTERN = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\Z")
@@ -205,11 +207,12 @@ def boot_settings(plan):
 
 # Network
 
-def normalise_mac(mac):
-    text = str(mac or "").strip().lower().replace("-", ":")
-    if not MAC_PATTERN.match(text):
-        raise NixosConfigError("the LAN MAC address %r is not a MAC address (expected six hex pairs)" % mac)
-    return text
+def facts_mac(lan, key):
+    """A MAC of the LAN facts, in any notation, as ``52:54:00:ab:cd:ef``."""
+    try:
+        return addressing.mac(lan.get(key))
+    except AddressError as error:
+        raise NixosConfigError("the LAN MAC address (%s of the LAN facts): %s" % (key, error)) from None
 
 
 def link_match(lan):
@@ -217,90 +220,157 @@ def link_match(lan):
     the current MAC."""
     # A null that went through a template may arrive as "None" (older ansible-core): it is still no MAC.
     if lan.get("permanent_mac") not in (None, "", "None", "none", "null"):
-        return {"PermanentMACAddress": normalise_mac(lan["permanent_mac"])}
-    return {"MACAddress": normalise_mac(lan.get("mac"))}
+        return {"PermanentMACAddress": facts_mac(lan, "permanent_mac")}
+    return {"MACAddress": facts_mac(lan, "mac")}
 
 
-def check_static_network(address, gateway, dns):
-    """``(address/prefix, gateway or None, [dns])`` checked; raises NixosConfigError on a bad value."""
+def given(value):
+    return value not in (None, "", [], ())
+
+
+def lan_settings(lan=None, address=None, gateway=None, dns=None, vlan=None):
+    """The settings of ``lan`` on the installed system, as :func:`addressing.lan_settings` returns them.
+
+    Each value given here wins over the LAN facts' ``settings`` (the network the image was reached on, so
+    the installed system comes up on it too); what neither gives is DHCP, no DNS server of our own, no
+    VLAN. An address given here brings its own gateway (none unless given); ``vlan`` 0 is no VLAN.
+    """
+    known = (lan or {}).get("settings") or {}
+    if not isinstance(known, dict):
+        raise NixosConfigError("the LAN facts' settings %r are not a mapping" % (known,))
+    if known:
+        try:
+            known = addressing.lan_settings(addresses=known.get("addresses"), gateways=known.get("gateways"),
+                                            dns=known.get("dns"), vlan=known.get("vlan"))
+        except AddressError as error:
+            raise NixosConfigError("the LAN facts' settings are not usable: %s" % error) from None
+    if given(address):
+        addresses, gateways = address, gateway
+    else:
+        addresses = known.get("addresses")
+        gateways = gateway if given(gateway) else known.get("gateways")
     try:
-        interface = ipaddress.ip_interface(address)
-    except ValueError:
-        raise NixosConfigError(
-            "the static address %r is not an address with a prefix (like 192.0.2.10/24)" % address
-        ) from None
-    if "/" not in str(address):
-        raise NixosConfigError("the static address %r needs its prefix length (like 192.0.2.10/24)" % address)
-    checked_gateway = None
-    if gateway:
-        try:
-            checked_gateway = ipaddress.ip_address(gateway)
-        except ValueError:
-            raise NixosConfigError("the gateway %r is not an IP address" % gateway) from None
-        if checked_gateway.version != interface.version:
-            raise NixosConfigError("the gateway %s is not of the same IP version as %s" % (gateway, address))
-    servers = []
-    for server in dns or []:
-        try:
-            servers.append(str(ipaddress.ip_address(server)))
-        except ValueError:
-            raise NixosConfigError("the DNS server %r is not an IP address" % server) from None
-    return str(interface), (str(checked_gateway) if checked_gateway else None), servers
+        return addressing.lan_settings(
+            addresses=addresses,
+            gateways=gateways,
+            dns=dns if given(dns) else known.get("dns"),
+            vlan=vlan if given(vlan) else known.get("vlan"),
+        )
+    except AddressError as error:
+        raise NixosConfigError(str(error)) from None
 
 
-def network_settings(lan=None, address=None, gateway=None, dns=None):
-    """systemd-networkd: the NIC with the LAN MAC is named ``lan``; DHCP, or the static address given."""
-    settings = [
+def addressing_config(settings):
+    """What ``lan`` (or, with no LAN facts, every Ethernet NIC) runs, as the lan module's ``.network`` says
+    it: DHCP and router advertisements, or the static addresses and gateways (router advertisements only
+    while no static IPv6 address is given); the operator's DNS servers either way."""
+    if addressing.is_static(settings):
+        network = {"networkConfig": {"DHCP": "no", "IPv6AcceptRA": "no" if 6 in ip_versions(settings) else "yes"},
+                   "address": list(settings["addresses"])}
+        if settings["gateways"]:
+            network["gateway"] = list(settings["gateways"])
+    else:
+        # The client identified by its MAC, as on the image: a DHCP reservation finds the machine again.
+        network = {"networkConfig": {"DHCP": "yes", "IPv6AcceptRA": "yes"},
+                   "dhcpV4Config": {"ClientIdentifier": "mac"}}
+    if settings["dns"]:
+        network["dns"] = list(settings["dns"])
+    return network
+
+
+def interface_name(name):
+    if not INTERFACE_PATTERN.match(str(name)):
+        raise NixosConfigError("the interface name %r is not a valid Linux interface name" % name)
+    return str(name)
+
+
+def network_settings(lan=None, settings=None):
+    """systemd-networkd as the lan module sets up the live network: the NIC with the LAN MAC is named
+    ``lan``, or, with a VLAN, ``lan-port`` carrying the tagged interface ``lan``; ``lan`` runs DHCP or the
+    static settings (``settings`` as :func:`lan_settings` returns them; ``None`` is DHCP)."""
+    settings = settings or addressing.lan_settings()
+    result = [
         (("networking", "useNetworkd"), True),
         (("networking", "useDHCP"), False),
         (("systemd", "network", "enable"), True),
     ]
     if not lan:
-        if address:
-            raise NixosConfigError("a static address needs the LAN facts (the MAC of the NIC to configure)")
-        settings.append(
+        if addressing.is_static(settings) or settings["vlan"]:
+            raise NixosConfigError(
+                "a static address or a VLAN needs the LAN facts (the MAC of the NIC to configure)")
+        network = {"matchConfig": {"Type": "ether"}}
+        network.update(addressing_config(settings))
+        result.append((("systemd", "network", "networks", "90-ethernet-dhcp"), network))
+        return result
+    name = interface_name(lan.get("name") or LAN_NAME)
+    vlan = settings["vlan"]
+    nic = interface_name(addressing.port_name(name)) if vlan else name
+    result.append(
+        (("systemd", "network", "links", "10-%s" % nic), {"matchConfig": link_match(lan), "linkConfig": {"Name": nic}})
+    )
+    if vlan:
+        result.append(
             (
-                ("systemd", "network", "networks", "90-ethernet-dhcp"),
-                {"matchConfig": {"Type": "ether"}, "networkConfig": {"DHCP": "ipv4"}},
+                ("systemd", "network", "netdevs", "10-%s" % name),
+                {"netdevConfig": {"Name": name, "Kind": "vlan"}, "vlanConfig": {"Id": vlan}},
             )
         )
-        return settings
-    name = lan.get("name") or LAN_NAME
-    if not INTERFACE_PATTERN.match(str(name)):
-        raise NixosConfigError("the interface name %r is not a valid Linux interface name" % name)
-    settings.append(
-        (
-            ("systemd", "network", "links", "10-%s" % name),
-            {"matchConfig": link_match(lan), "linkConfig": {"Name": name}},
+        # The port only carries the VLAN: no address of its own, not even a link-local one.
+        result.append(
+            (
+                ("systemd", "network", "networks", "10-%s" % nic),
+                {
+                    "matchConfig": {"Name": nic},
+                    "networkConfig": {"VLAN": [name], "LinkLocalAddressing": "no", "IPv6AcceptRA": "no",
+                                      "DHCP": "no"},
+                    "linkConfig": {"RequiredForOnline": "carrier"},
+                },
+            )
         )
-    )
     network = {"matchConfig": {"Name": name}}
-    if address:
-        static_address, static_gateway, servers = check_static_network(address, gateway, dns)
-        network["networkConfig"] = {"DHCP": "no"}
-        network["address"] = [static_address]
-        if static_gateway:
-            network["gateway"] = [static_gateway]
-        if servers:
-            network["dns"] = servers
-    else:
-        network["networkConfig"] = {"DHCP": "ipv4"}
+    network.update(addressing_config(settings))
     network["linkConfig"] = {"RequiredForOnline": "routable"}
-    settings.append((("systemd", "network", "networks", "10-%s" % name), network))
-    return settings
+    result.append((("systemd", "network", "networks", "10-%s" % name), network))
+    return result
 
 
-def network_comment(lan, address):
+def ip_versions(settings):
+    return {6 if ":" in address else 4 for address in settings["addresses"]}
+
+
+def addressing_words(settings):
+    """``DHCP for IPv4, router advertisements for IPv6`` or ``static 192.0.2.10/24 via 192.0.2.1, ...``."""
+    if not addressing.is_static(settings):
+        words = "DHCP for IPv4, router advertisements for IPv6"
+    else:
+        words = "static %s" % " and ".join(settings["addresses"])
+        words += " via %s" % " and ".join(settings["gateways"]) if settings["gateways"] else ", no gateway"
+        versions = ip_versions(settings)
+        words += ", no IPv6 router advertisements" if 6 in versions else ", IPv6 from router advertisements"
+        if 4 not in versions:
+            words += ", no IPv4"
+    if settings["dns"]:
+        words += "; DNS %s" % " and ".join(settings["dns"])
+    return words
+
+
+def network_comment(lan, settings=None):
+    """The network part's comment lines: which NIC, what name, VLAN, static or DHCP, IPv6, DNS."""
+    settings = settings or addressing.lan_settings()
     if not lan:
-        return "Network: no LAN facts were given, so every Ethernet NIC asks for DHCP."
+        return ["Network (systemd-networkd): no LAN facts were given, so no NIC is renamed and every Ethernet NIC",
+                "runs %s." % addressing_words(settings)]
     mac = next(iter(link_match(lan).values()))
     name = lan.get("name") or LAN_NAME
-    how = "static address %s" % address if address else "DHCP"
+    if settings["vlan"]:
+        nic = "is named %s and carries VLAN %d, tagged, as %s" % (addressing.port_name(name), settings["vlan"], name)
+    else:
+        nic = "is named %s" % name
     seen = ""
-    if lan.get("address") and not address:
+    if lan.get("address") and not addressing.is_static(settings):
         seen = " (it had %s/%s at install time)" % (lan.get("address"), lan.get("prefix"))
-    return "Network: the NIC with MAC %s is named %s and configured by %s through systemd-networkd%s." % (
-        mac, name, how, seen)
+    return ["Network (systemd-networkd): the NIC with MAC %s %s." % (mac, nic),
+            "%s: %s%s." % (name, addressing_words(settings), seen)]
 
 
 # SSH
@@ -372,12 +442,12 @@ def check_hostname(hostname):
 
 
 def render_pre_nixos(plan, authorized_keys, lan=None, address=None, gateway=None, dns=None, hostname=None,
-                     ssh=None):
-    """``/etc/nixos/pre-nixos.nix`` for the installed system (see the module docstring)."""
+                     ssh=None, vlan=None):
+    """``/etc/nixos/pre-nixos.nix`` for the installed system (see the module docstring; ``address``,
+    ``gateway``, ``dns`` and ``vlan`` as :func:`lan_settings` takes them)."""
     keys = check_authorized_keys(authorized_keys)
     hostname = check_hostname(hostname)
-    if (gateway or dns) and not address:
-        raise NixosConfigError("a gateway or DNS servers were given without a static address")
+    network = lan_settings(lan, address, gateway, dns, vlan)
 
     body = ModuleWriter()
     write_storage(body, plan)
@@ -395,8 +465,9 @@ def render_pre_nixos(plan, authorized_keys, lan=None, address=None, gateway=None
     body.comment("Console: kernel messages and a login prompt on the screen and on the first serial port.")
     body.set(("boot", "kernelParams"), list(SERIAL_CONSOLE_PARAMS))
     body.blank()
-    body.comment(network_comment(lan, address))
-    for path, value in network_settings(lan, address, gateway, dns):
+    for line in network_comment(lan, network):
+        body.comment(line)
+    for path, value in network_settings(lan, network):
         body.set(path, value)
     if hostname:
         body.set(("networking", "hostName"), mk_default(hostname))

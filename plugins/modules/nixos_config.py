@@ -14,9 +14,14 @@ description:
   - "The module mounts every filesystem and the swap by label (forced over the by-uuid entries of
     C(hardware-configuration.nix)), enables mdadm (C(HOMEHOST <ignore>), so arrays made on the boot image
     assemble) and LVM in the initrd, installs systemd-boot on the ESP labelled C(EFI) and copies it to the
-    spare ESPs after every install, puts the kernel console on the screen and C(ttyS0), names the NIC with
-    the LAN MAC C(lan) through a systemd-networkd C(.link) and configures it by DHCP (or with the static
-    address given), and lets root in over SSH with the given keys only, the firewall open for SSH alone."
+    spare ESPs after every install, puts the kernel console on the screen and C(ttyS0), sets up the network
+    as the M(prenixos.baseline.lan) module sets up the live one, and lets root in over SSH with the given keys
+    only, the firewall open for SSH alone."
+  - "The network: systemd-networkd names the NIC with the LAN MAC C(lan) through a C(.link) (with a VLAN, it
+    is named C(lan-port) and carries the tagged interface C(lan)); C(lan) runs DHCP and IPv6 router
+    advertisements, or the static addresses (one IPv4, one IPv6), gateways and DNS servers. Each of
+    O(address), O(gateway), O(dns) and O(vlan) given wins over the C(settings) of O(lan) (the network the
+    image was reached on, static or VLAN included); what neither gives is DHCP without a VLAN."
   - When C(<root>/etc/nixos/configuration.nix) is missing, writes a minimal one that imports
     C(./pre-nixos.nix) and, when present, C(./hardware-configuration.nix), and holds C(system.stateVersion).
     C(nixos-generate-config) keeps an existing C(configuration.nix), so nothing generated needs a hand edit.
@@ -25,6 +30,8 @@ description:
   - Optionally also writes the plan as a disko layout to C(<root>/etc/nixos/disko.nix) (not imported).
   - Files are written atomically and only when their content differs.
 author: pre-nixos baseline engineers (@prenixos)
+requirements:
+  - netaddr (on the host that runs the module)
 options:
   plan:
     description:
@@ -33,8 +40,10 @@ options:
     required: true
   lan:
     description:
-      - The LAN facts M(prenixos.baseline.lan) returns (C(name), C(mac), C(address), C(prefix), ...).
-        C(mac) (or C(permanent_mac)) is required in it; C(name) defaults to C(lan).
+      - The LAN facts M(prenixos.baseline.lan) returns (C(name), C(mac), C(permanent_mac), C(settings), ...).
+        C(mac) (or C(permanent_mac)), in any common notation, is required in it; C(name) defaults to C(lan).
+      - Its C(settings) (C(addresses), C(gateways), C(dns), C(vlan)) are what the installed system gets where
+        O(address), O(gateway), O(dns) and O(vlan) are not given.
       - When not given, every Ethernet NIC of the installed system asks for DHCP, and no NIC is renamed.
     type: dict
   authorized_keys:
@@ -56,17 +65,30 @@ options:
     default: true
   address:
     description:
-      - A static address with its prefix length (C(192.0.2.10/24)) for C(lan) instead of DHCP. Needs O(lan).
-    type: str
-  gateway:
-    description:
-      - The default gateway for the static address.
-    type: str
-  dns:
-    description:
-      - DNS servers for the static address.
+      - Static addresses with their prefix length for C(lan) instead of DHCP, at most one IPv4 and one IPv6
+        (C(192.0.2.10/24), C(2001:db8::10/64)); one string is one address. Needs O(lan).
+      - A static IPv6 address turns IPv6 router advertisements off.
+      - Not given - the addresses of the C(settings) of O(lan), else DHCP.
     type: list
     elements: str
+  gateway:
+    description:
+      - Default gateways, at most one per IP version, each inside the network of the static address of its
+        version (or link-local). Needs O(lan).
+      - Not given - none when O(address) is given, else the gateways of the C(settings) of O(lan).
+    type: list
+    elements: str
+  dns:
+    description:
+      - DNS servers for C(lan), with a static address or beside the ones DHCP brings.
+      - Not given - the DNS servers of the C(settings) of O(lan).
+    type: list
+    elements: str
+  vlan:
+    description:
+      - The VLAN ID (1-4094) C(lan) is tagged with; the NIC is then named C(lan-port). C(0) is no VLAN. Needs O(lan).
+      - Not given - the VLAN of the C(settings) of O(lan), else none.
+    type: int
   hostname:
     description:
       - The installed system's host name (C(networking.hostName), as C(lib.mkDefault)). NixOS's default when not set.
@@ -112,9 +134,23 @@ EXAMPLES = r"""
     gateway: 192.0.2.1
     dns: [192.0.2.53]
     disko: true
+
+- name: The installed system on VLAN 42 with static IPv4 and IPv6 (the MAC from the LAN facts)
+  prenixos.baseline.nixos_config:
+    plan: "{{ storage_plan.plan }}"
+    lan: "{{ prenixos_lan_result.lan }}"
+    authorized_keys: "{{ prenixos_ssh_authorized_keys }}"
+    address: [192.0.2.10/24, 2001:db8::10/64]
+    gateway: [192.0.2.1, 2001:db8::1]
+    vlan: 42
 """
 
 RETURN = r"""
+network:
+  description: The settings C(lan) gets on the installed system (empty C(addresses) is DHCP).
+  returned: always
+  type: dict
+  sample: {addresses: [192.0.2.10/24, 2001:db8::10/64], gateways: [192.0.2.1], dns: [192.0.2.53], vlan: 42}
 path:
   description: The NixOS module written (or, in check mode, that would be written).
   returned: always
@@ -163,11 +199,13 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.prenixos.baseline.plugins.module_utils.addressing import require_netaddr
 from ansible_collections.prenixos.baseline.plugins.module_utils.disko import render_disko
 from ansible_collections.prenixos.baseline.plugins.module_utils.files import read_text, write_text
 from ansible_collections.prenixos.baseline.plugins.module_utils.nixos import (
     NixosConfigError,
     imports_pre_nixos,
+    lan_settings,
     render_configuration,
     render_pre_nixos,
 )
@@ -177,7 +215,7 @@ INSTALL_TOOLS = ("nixos-generate-config", "nixos-install")
 
 
 def render(params):
-    """``(pre-nixos.nix, configuration.nix for a fresh install, disko.nix or None)``."""
+    """``(pre-nixos.nix, configuration.nix for a fresh install, disko.nix or None, lan's settings)``."""
     plan = params["plan"]
     if plan.get("version") not in READABLE_PLAN_VERSIONS:
         raise NixosConfigError("this module reads storage plans of versions %s, not %r"
@@ -189,12 +227,14 @@ def render(params):
         address=params["address"],
         gateway=params["gateway"],
         dns=params["dns"],
+        vlan=params["vlan"],
         hostname=params["hostname"],
         ssh=params["ssh_settings"],
     )
+    network = lan_settings(params["lan"], params["address"], params["gateway"], params["dns"], params["vlan"])
     configuration = render_configuration(params["state_version"])
     disko = render_disko(plan) if params["disko"] else None
-    return pre_nixos, configuration, disko
+    return pre_nixos, configuration, disko, network
 
 
 def main():
@@ -205,17 +245,19 @@ def main():
             "authorized_keys": {"type": "list", "elements": "str", "required": True, "no_log": False},
             "root": {"type": "path", "default": "/mnt"},
             "require_mounted": {"type": "bool", "default": True},
-            "address": {"type": "str"},
-            "gateway": {"type": "str"},
+            "address": {"type": "list", "elements": "str"},
+            "gateway": {"type": "list", "elements": "str"},
             "dns": {"type": "list", "elements": "str"},
+            "vlan": {"type": "int"},
             "hostname": {"type": "str"},
             "state_version": {"type": "str", "default": "24.11"},
             "ssh_settings": {"type": "dict"},
             "disko": {"type": "bool", "default": False},
         },
-        required_by={"gateway": "address", "dns": "address", "address": "lan"},
+        required_by={"address": "lan", "gateway": "lan", "vlan": "lan"},
         supports_check_mode=True,
     )
+    require_netaddr(module)
     params = module.params
     root = params["root"]
     if params["require_mounted"] and not os.path.ismount(root):
@@ -224,7 +266,7 @@ def main():
             "first), and writing the configuration now would put it on the live system" % root
         )
     try:
-        pre_nixos, configuration, disko = render(params)
+        pre_nixos, configuration, disko, network = render(params)
     except (NixosConfigError, KeyError, TypeError, StopIteration) as error:
         reason = "the plan lacks %s" % error if isinstance(error, KeyError) else str(error) or "malformed plan"
         module.fail_json(msg="cannot write the NixOS configuration: %s" % reason)
@@ -272,6 +314,7 @@ def main():
         "changed": any(entry["changed"] for entry in files),
         "path": path,
         "nixos": pre_nixos,
+        "network": network,
         "configuration_path": configuration_path,
         "configuration_state": configuration_state,
         "configuration_imports_pre_nixos": imports_ok,

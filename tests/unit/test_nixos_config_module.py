@@ -8,7 +8,7 @@ from ansible.module_utils.common import warnings as ansible_warnings
 from module_harness import run_module
 from test_nixos_render import KEY, LAN, needs_nix, nix_parses, plan_for
 
-from ansible_collections.prenixos.baseline.plugins.module_utils import disko, nixos
+from ansible_collections.prenixos.baseline.plugins.module_utils import addressing, disko, nixos
 from ansible_collections.prenixos.baseline.plugins.modules import nixos_config
 
 
@@ -156,6 +156,12 @@ def test_require_mounted_false_writes_into_any_directory(tmp_path, capsys):
         ({"plan": {"version": 3}}, "reads storage plans of versions 1 and 2, not 3"),
         ({"plan": {"version": 1, "partitions": []}}, "the plan lacks 'logical_volumes'"),
         ({"address": "10.0.0.5/8", "gateway": "10.0.0.1", "dns": ["resolver"]}, "DNS server 'resolver'"),
+        ({"address": "10.0.0.5/8", "gateway": "192.0.2.1"},
+         "cannot write the NixOS configuration: the gateway 192.0.2.1 is outside the network 10.0.0.0/8"),
+        ({"vlan": 4095}, "cannot write the NixOS configuration: the VLAN ID 4095 is not a number from 1 to 4094"),
+        ({"lan": dict(LAN, settings={"addresses": ["10.0.0.5"]})},
+         "cannot write the NixOS configuration: the LAN facts' settings are not usable: the address '10.0.0.5' has "
+         "no prefix length"),
     ],
 )
 def test_bad_input_fails_with_a_message_and_writes_nothing(root, capsys, extra, message):
@@ -168,9 +174,10 @@ def test_bad_input_fails_with_a_message_and_writes_nothing(root, capsys, extra, 
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ({"gateway": "10.0.0.1"}, "missing parameter(s) required by 'gateway': address"),
-        ({"dns": ["10.0.0.53"]}, "missing parameter(s) required by 'dns': address"),
         ({"address": "10.0.0.5/8", "lan": None}, "missing parameter(s) required by 'address': lan"),
+        ({"gateway": "10.0.0.1", "lan": None}, "missing parameter(s) required by 'gateway': lan"),
+        ({"vlan": 42, "lan": None}, "missing parameter(s) required by 'vlan': lan"),
+        ({"vlan": "forty-two"}, "argument 'vlan' is of type"),
     ],
 )
 def test_option_relations_are_checked_by_ansible(root, capsys, extra, message):
@@ -179,9 +186,43 @@ def test_option_relations_are_checked_by_ansible(root, capsys, extra, message):
     assert message in result["msg"]
 
 
-def test_a_static_address_reaches_the_file(root, capsys):
-    run_module(nixos_config.main, args(root, address="192.0.2.10/24", gateway="192.0.2.1", dns=["192.0.2.53"]), capsys)
+def test_a_static_address_given_as_one_string_reaches_the_file(root, capsys):
+    result = run_module(nixos_config.main, args(root, address="192.0.2.10/24", gateway="192.0.2.1",
+                                                dns=["192.0.2.53"]), capsys)
+    assert result["network"] == {"addresses": ["192.0.2.10/24"], "gateways": ["192.0.2.1"], "dns": ["192.0.2.53"],
+                                 "vlan": None}
     text = read(root, "pre-nixos.nix")
     assert 'address = [ "192.0.2.10/24" ];' in text
     assert 'gateway = [ "192.0.2.1" ];' in text
-    assert 'networkConfig = { DHCP = "no"; };' in text
+    assert 'networkConfig = { DHCP = "no"; IPv6AcceptRA = "yes"; };' in text
+
+
+def test_the_lan_facts_settings_are_the_installed_network_unless_options_say_otherwise(root, capsys):
+    facts = dict(LAN, mac="5254.0012.3456", permanent_mac="52-54-00-12-34-56",
+                 settings={"addresses": ["192.0.2.10/24", "2001:db8::10/64"], "gateways": ["192.0.2.1"],
+                           "dns": ["192.0.2.53"], "vlan": 42})
+    result = run_module(nixos_config.main, args(root, lan=facts), capsys)
+    assert result["network"] == facts["settings"]
+    assert result["nixos"] == nixos.render_pre_nixos(plan_for("default"), [KEY], lan=dict(LAN, settings={}),
+                                                     address=["192.0.2.10/24", "2001:db8::10/64"],
+                                                     gateway="192.0.2.1", dns=["192.0.2.53"], vlan=42,
+                                                     hostname="web1")
+    assert 'systemd.network.links."10-lan-port" = {' in result["nixos"]
+    assert 'vlanConfig = { Id = 42; };' in result["nixos"]
+
+    mine = run_module(nixos_config.main, args(root, lan=facts, address=["198.51.100.7/24", "2001:db8:1::7/64"],
+                                              gateway=["198.51.100.1", "fe80::1"], vlan=0), capsys)
+    assert mine["changed"] is True
+    assert mine["network"] == {"addresses": ["198.51.100.7/24", "2001:db8:1::7/64"],
+                               "gateways": ["198.51.100.1", "fe80::1"], "dns": ["192.0.2.53"], "vlan": None}
+    text = read(root, "pre-nixos.nix")
+    assert 'address = [ "198.51.100.7/24" "2001:db8:1::7/64" ];' in text
+    assert "lan-port" not in text and "vlanConfig" not in text
+
+
+def test_without_netaddr_the_module_says_what_to_install(root, capsys, monkeypatch):
+    monkeypatch.setattr(addressing, "NETADDR_IMPORT_ERROR", "Traceback: No module named 'netaddr'")
+    result = run_module(nixos_config.main, args(root), capsys)
+    assert result["failed"] is True
+    assert "Failed to import the required Python library (netaddr)" in result["msg"]
+    assert not (root / "etc").exists()

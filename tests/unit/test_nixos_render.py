@@ -179,7 +179,9 @@ def test_the_default_machine_gets_storage_boot_console_network_and_ssh(tmp_path)
                 "enable": True,
                 "links": {"10-lan": {"matchConfig": {"PermanentMACAddress": "52:54:00:12:34:56"},
                                      "linkConfig": {"Name": "lan"}}},
-                "networks": {"10-lan": {"matchConfig": {"Name": "lan"}, "networkConfig": {"DHCP": "ipv4"},
+                "networks": {"10-lan": {"matchConfig": {"Name": "lan"},
+                                        "networkConfig": {"DHCP": "yes", "IPv6AcceptRA": "yes"},
+                                        "dhcpV4Config": {"ClientIdentifier": "mac"},
                                         "linkConfig": {"RequiredForOnline": "routable"}}},
             }
         },
@@ -300,7 +302,7 @@ def test_a_static_address_replaces_dhcp_on_lan(tmp_path):
     assert network["networks"] == {
         "10-lan": {
             "matchConfig": {"Name": "lan"},
-            "networkConfig": {"DHCP": "no"},
+            "networkConfig": {"DHCP": "no", "IPv6AcceptRA": "yes"},
             "address": ["192.0.2.10/24"],
             "gateway": ["192.0.2.1"],
             "dns": ["192.0.2.53", "2001:db8::53"],
@@ -320,6 +322,7 @@ def test_an_ipv6_static_address_is_accepted_and_a_made_up_mac_matched_as_is(tmp_
     assert network["links"]["10-lan"]["matchConfig"] == {"MACAddress": "52:54:00:ab:cd:ef"}
     assert network["networks"]["10-lan"]["address"] == ["2001:db8::10/64"]
     assert network["networks"]["10-lan"]["gateway"] == ["2001:db8::1"]
+    assert network["networks"]["10-lan"]["networkConfig"] == {"DHCP": "no", "IPv6AcceptRA": "no"}
 
 
 @needs_nix
@@ -327,7 +330,9 @@ def test_without_lan_facts_every_ethernet_nic_asks_for_dhcp_and_none_is_renamed(
     module = evaluate_module(tmp_path, nixos.render_pre_nixos(plan_for("single_nvme"), [KEY]))
     assert module["systemd"]["network"] == {
         "enable": True,
-        "networks": {"90-ethernet-dhcp": {"matchConfig": {"Type": "ether"}, "networkConfig": {"DHCP": "ipv4"}}},
+        "networks": {"90-ethernet-dhcp": {"matchConfig": {"Type": "ether"},
+                                          "networkConfig": {"DHCP": "yes", "IPv6AcceptRA": "yes"},
+                                          "dhcpV4Config": {"ClientIdentifier": "mac"}}},
     }
     assert "hostName" not in module["networking"]
 
@@ -348,13 +353,13 @@ def test_an_unknown_permanent_mac_falls_back_to_the_current_one_however_the_null
         ({"lan": {"mac": '52:54:00:12:34:56"; x = "'}}, "not a MAC address"),
         ({"lan": {"name": "lan", "address": "10.0.2.15"}}, "not a MAC address"),
         ({"lan": dict(LAN, name="lan; rm -rf /")}, "not a valid Linux interface name"),
-        ({"lan": LAN, "address": "192.0.2.10"}, "needs its prefix length"),
+        ({"lan": LAN, "address": "192.0.2.10"}, "has no prefix length"),
         ({"lan": LAN, "address": "192.0.2.300/24"}, "not an address with a prefix"),
-        ({"lan": LAN, "address": "192.0.2.10/24", "gateway": "2001:db8::1"}, "not of the same IP version"),
-        ({"lan": LAN, "address": "192.0.2.10/24", "gateway": "gw"}, "gateway 'gw' is not an IP address"),
-        ({"lan": LAN, "address": "192.0.2.10/24", "dns": ["ns1"]}, "DNS server 'ns1' is not an IP address"),
+        ({"lan": LAN, "address": "192.0.2.10/24", "gateway": "2001:db8::1"}, "needs a static IPv6 address"),
+        ({"lan": LAN, "address": "192.0.2.10/24", "gateway": "gw"}, "gateway 'gw' is not an IPv4 or IPv6 address"),
+        ({"lan": LAN, "address": "192.0.2.10/24", "dns": ["ns1"]}, "DNS server 'ns1' is not an IPv4 or IPv6"),
         ({"address": "192.0.2.10/24"}, "needs the LAN facts"),
-        ({"lan": LAN, "gateway": "192.0.2.1"}, "without a static address"),
+        ({"lan": LAN, "gateway": "192.0.2.1"}, "needs a static IPv4 address"),
         ({"lan": LAN, "hostname": 'web1"; services.openssh.enable = false; x = "'}, "not one NixOS accepts"),
         ({"lan": LAN, "hostname": "web1.example.org"}, "no dots"),
         ({"lan": LAN, "hostname": "web1\n"}, "not one NixOS accepts"),
