@@ -295,3 +295,54 @@ def test_the_role_alone_installs_and_reboots_at_the_end_of_the_play(nixos_image)
     assert (published["installed"], published["installed_now"], published["reboot"]) == (True, True, True)
     # The result was kept before the reboot handler ran: the reboot comes last.
     assert run["output"].index("Keep the result") < run["output"].index("RUNNING HANDLER")
+
+
+# The network of the installed system
+
+LAN_ON_VLAN = dict(LAN, settings={"addresses": ["192.0.2.10/24", "2001:db8::10/64"], "gateways": ["192.0.2.1"],
+                                  "dns": ["192.0.2.53"], "vlan": 42})
+
+
+@pytest.mark.parametrize("handed", ["lan_result", "recorded"])
+def test_first_boot_hands_the_live_network_over_to_nixos_with_no_extra_variable(debian, handed):
+    """The lan phase's facts, from this run (prenixos_lan_result) or from its record, carry the static/VLAN
+    settings the image was reached on into pre-nixos.nix."""
+    debian.record("storage_apply", "done")
+    if handed == "recorded":
+        debian.record("lan", "done", details=LAN_ON_VLAN)
+        run = debian.run()
+    else:
+        run = debian.run(prenixos_lan_result={"lan": LAN_ON_VLAN})
+    assert (run["rc"], run["changed"], run["rescued"]) == (0, 1, 0), run["output"]
+    text = (debian.root / "etc/nixos/pre-nixos.nix").read_text()
+    assert 'systemd.network.links."10-lan-port" = {' in text
+    assert 'netdevConfig = { Name = "lan"; Kind = "vlan"; };\n    vlanConfig = { Id = 42; };' in text
+    assert 'address = [ "192.0.2.10/24" "2001:db8::10/64" ];\n    gateway = [ "192.0.2.1" ];\n' in text
+    assert 'dns = [ "192.0.2.53" ];' in text
+
+
+def test_the_role_takes_addresses_gateways_and_dns_as_a_string_or_a_list_and_a_vlan(debian):
+    debian.storage_built = True
+    run = debian.run(role_alone=True, prenixos_nixos_lan=LAN, prenixos_nixos_address="2001:db8::10/64",
+                     prenixos_nixos_gateway=["2001:db8::1"], prenixos_nixos_dns="2001:db8::53, 192.0.2.53",
+                     prenixos_nixos_vlan=7)
+    assert (run["rc"], run["changed"]) == (0, 1), run["output"]
+    text = (debian.root / "etc/nixos/pre-nixos.nix").read_text()
+    assert "# lan: static 2001:db8::10/64 via 2001:db8::1, no IPv6 router advertisements, no IPv4; " \
+           "DNS 2001:db8::53 and 192.0.2.53." in text
+    assert 'vlanConfig = { Id = 7; };' in text
+
+    # 0 is the LAN facts' VLAN: none here.
+    again = debian.run(role_alone=True, prenixos_nixos_lan=LAN, prenixos_nixos_address=["2001:db8::10/64"],
+                       prenixos_nixos_gateway="2001:db8::1", prenixos_nixos_dns=["2001:db8::53", "192.0.2.53"],
+                       prenixos_nixos_vlan=0)
+    assert (again["rc"], again["changed"]) == (0, 1), again["output"]
+    assert "vlanConfig" not in (debian.root / "etc/nixos/pre-nixos.nix").read_text()
+
+
+def test_a_bad_vlan_fails_the_configuration_phase_with_the_reason(debian):
+    debian.record("storage_apply", "done")
+    run = debian.run(prenixos_nixos_lan=LAN, prenixos_nixos_vlan=4095)
+    assert (run["rc"], run["rescued"]) == (0, 1), run["output"]
+    assert debian.phases()["nixos_config"] == (
+        "failed", "cannot write the NixOS configuration: the VLAN ID 4095 is not a number from 1 to 4094")
