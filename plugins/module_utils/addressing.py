@@ -149,7 +149,7 @@ def lan_settings(addresses=None, gateways=None, dns=None, vlan=None):
         same_version = [interface for interface in interfaces if interface.version == gateway.version]
         if not same_version:
             raise AddressError(
-                "the gateway %s needs a static IPv%d address on lan to be reached through (prenixos.ip)"
+                "the gateway %s needs a static IPv%d address on lan to be reached through"
                 % (gateway, gateway.version)
             )
         network = same_version[0].cidr
