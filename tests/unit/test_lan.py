@@ -16,7 +16,8 @@ LAN_NETWORK = """\
 Name=lan
 
 [Network]
-DHCP=ipv4
+DHCP=yes
+IPv6AcceptRA=yes
 
 [DHCPv4]
 ClientIdentifier=mac
@@ -420,7 +421,7 @@ def test_success_is_announced_in_issue_after_the_distro_banner_and_on_each_conso
     w.run()
     lines = [
         "pre-nixos: ssh root@10.0.2.15",
-        "pre-nixos: lan 10.0.2.15/24 gateway 10.0.2.2 dns 10.0.2.3 on lan (52:54:00:12:34:58, was ens5)",
+        "pre-nixos: lan DHCP 10.0.2.15/24 gateway 10.0.2.2 dns 10.0.2.3 on lan (52:54:00:12:34:58, was ens5)",
     ]
     assert w.issue.read_text() == DEBIAN_ISSUE + "\n".join(lines) + "\n\n"
     assert w.console_text() == ["".join(line + "\r\n" for line in lines)] * 2
@@ -440,7 +441,7 @@ def test_the_host_key_fingerprint_is_announced_next_to_the_ssh_line(world):
     lines = [
         "pre-nixos: ssh root@10.0.2.15",
         HOST_KEY_LINE,
-        "pre-nixos: lan 10.0.2.15/24 gateway 10.0.2.2 dns 10.0.2.3 on lan (52:54:00:12:34:58, was ens5)",
+        "pre-nixos: lan DHCP 10.0.2.15/24 gateway 10.0.2.2 dns 10.0.2.3 on lan (52:54:00:12:34:58, was ens5)",
     ]
     assert result["host_key"] == HOST_KEY_LINE.split("host key ")[1]
     assert w.issue.read_text() == DEBIAN_ISSUE + "\n".join(lines) + "\n\n"
@@ -460,7 +461,7 @@ def test_a_host_key_made_after_the_announcement_is_announced_by_the_next_run(wor
     assert second["changed"] is True
     assert HOST_KEY_LINE + "\n" in w.issue.read_text()
     assert w.console_text()[1].endswith("pre-nixos: ssh root@10.0.2.15\r\n%s\r\n" % HOST_KEY_LINE
-                                        + "pre-nixos: lan 10.0.2.15/24 gateway 10.0.2.2 dns 10.0.2.3 on lan"
+                                        + "pre-nixos: lan DHCP 10.0.2.15/24 gateway 10.0.2.2 dns 10.0.2.3 on lan"
                                         " (52:54:00:12:34:58, was ens5)\r\n")
 
 
@@ -484,7 +485,7 @@ def test_a_failure_is_announced_once_and_replaced_by_the_address_later(world):
     assert w.issue.read_text().startswith(DEBIAN_ISSUE + "pre-nixos: ssh root@10.0.2.15\n")
     assert "not configured" not in w.issue.read_text()
     assert w.console_text()[0].endswith(
-        "pre-nixos: ssh root@10.0.2.15\r\npre-nixos: lan 10.0.2.15/24 gateway "
+        "pre-nixos: ssh root@10.0.2.15\r\npre-nixos: lan DHCP 10.0.2.15/24 gateway "
         "10.0.2.2 dns 10.0.2.3 on lan (52:54:00:12:34:56, was ens3)\r\n"
     )
 

@@ -8,7 +8,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ansible_collections.prenixos.baseline.plugins.module_utils import networkd
+from ansible_collections.prenixos.baseline.plugins.module_utils import addressing, networkd
 
 NIC = {
     "name": "ens3",
@@ -70,11 +70,59 @@ def test_the_original_name_is_read_back_only_from_a_file_for_the_same_nic():
     assert networkd.recorded_original_name("[Match]\nPermanentMACAddress=52:54:00:12:34:56\n", NIC) is None
 
 
-def test_the_network_file_asks_dhcpv4_as_the_mac():
-    assert networkd.render_network("lan") == (
-        "# Managed by prenixos.baseline.lan; changes are overwritten.\n"
-        "[Match]\nName=lan\n\n[Network]\nDHCP=ipv4\n\n[DHCPv4]\nClientIdentifier=mac\n"
+HEADER = "# Managed by prenixos.baseline.lan; changes are overwritten.\n"
+
+
+def test_the_network_file_asks_dhcp_as_the_mac_and_takes_router_advertisements():
+    dhcp = HEADER + "[Match]\nName=lan\n\n[Network]\nDHCP=yes\nIPv6AcceptRA=yes\n\n[DHCPv4]\nClientIdentifier=mac\n"
+    assert networkd.render_network("lan") == dhcp
+    assert networkd.render_network("lan", addressing.lan_settings()) == dhcp
+
+
+def test_the_operators_dns_servers_are_added_to_dhcp():
+    settings = addressing.lan_settings(dns="192.0.2.53, 2001:db8::53")
+    assert networkd.render_network("lan", settings) == (
+        HEADER + "[Match]\nName=lan\n\n[Network]\nDHCP=yes\nIPv6AcceptRA=yes\nDNS=192.0.2.53\nDNS=2001:db8::53\n"
+        "\n[DHCPv4]\nClientIdentifier=mac\n"
     )
+
+
+def test_a_static_ipv4_address_keeps_router_advertisements_for_ipv6():
+    settings = addressing.lan_settings(addresses=["192.0.2.10/24"], gateways=["192.0.2.1"], dns=["192.0.2.53"])
+    assert networkd.render_network("lan", settings) == (
+        HEADER + "[Match]\nName=lan\n\n[Network]\nDHCP=no\nAddress=192.0.2.10/24\nGateway=192.0.2.1\n"
+        "DNS=192.0.2.53\nIPv6AcceptRA=yes\n"
+    )
+
+
+def test_static_ipv4_and_ipv6_addresses_ignore_router_advertisements():
+    settings = addressing.lan_settings(
+        addresses="192.0.2.10/24,2001:DB8::10/64", gateways="192.0.2.1,2001:db8::1", dns="2001:db8::53"
+    )
+    assert networkd.render_network("lan", settings) == (
+        HEADER + "[Match]\nName=lan\n\n[Network]\nDHCP=no\nAddress=192.0.2.10/24\nAddress=2001:db8::10/64\n"
+        "Gateway=192.0.2.1\nGateway=2001:db8::1\nDNS=2001:db8::53\nIPv6AcceptRA=no\n"
+    )
+    only_ipv6 = networkd.render_network("lan", addressing.lan_settings(addresses=["2001:db8::10/64"]))
+    assert "DHCP=no\nAddress=2001:db8::10/64\nIPv6AcceptRA=no\n" in only_ipv6
+
+
+def test_a_vlan_is_a_netdev_and_the_nic_under_it_carries_it_without_an_address():
+    assert networkd.render_vlan_netdev("lan", 42) == HEADER + "[NetDev]\nName=lan\nKind=vlan\n\n[VLAN]\nId=42\n"
+    assert networkd.render_port_network("lan-port", "lan") == (
+        HEADER + "[Match]\nName=lan-port\n\n[Network]\nVLAN=lan\nLinkLocalAddressing=no\nIPv6AcceptRA=no\nDHCP=no\n"
+    )
+    assert (networkd.netdev_file_name("lan"), networkd.link_file_name("lan-port")) == (
+        "10-lan.netdev",
+        "10-lan-port.link",
+    )
+
+
+def test_only_files_this_module_wrote_are_its_own():
+    assert networkd.is_managed(networkd.render_vlan_netdev("lan", 42))
+    assert not networkd.is_managed("[NetDev]\nName=lan\nKind=vlan\n")
+    assert not networkd.is_managed("# " + HEADER)
+    assert not networkd.is_managed(None)
 
 
 def addr_show(*infos):
@@ -116,6 +164,94 @@ def test_the_gateway_is_the_first_default_route():
     assert networkd.parse_default_gateway("[]") is None
 
 
+# `ip -j -6 addr show dev lan` of a networkd link on a network with router advertisements (iproute2 6.1).
+IP6_ADDR = json.dumps(
+    [
+        {
+            "ifindex": 2,
+            "ifname": "lan",
+            "flags": ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"],
+            "mtu": 1500,
+            "operstate": "UP",
+            "addr_info": [
+                {"family": "inet6", "local": "2001:db8::99", "prefixlen": 64, "scope": "global", "tentative": True},
+                {"family": "inet6", "local": "2001:db8::aa", "prefixlen": 64, "scope": "global", "deprecated": True},
+                {
+                    "family": "inet6",
+                    "local": "2001:db8::bb",
+                    "prefixlen": 64,
+                    "scope": "global",
+                    "temporary": True,
+                    "dynamic": True,
+                },
+                {"family": "inet6", "local": "fec0::5054:ff:fe12:3456", "prefixlen": 64, "scope": "site"},
+                {
+                    "family": "inet6",
+                    "local": "2001:db8::5054:ff:fe12:3456",
+                    "prefixlen": 64,
+                    "scope": "global",
+                    "dynamic": True,
+                    "mngtmpaddr": True,
+                    "noprefixroute": True,
+                    "valid_life_time": 86398,
+                    "preferred_life_time": 14398,
+                },
+                {
+                    "family": "inet6",
+                    "local": "fe80::5054:ff:fe12:3456",
+                    "prefixlen": 64,
+                    "scope": "link",
+                    "valid_life_time": 4294967295,
+                    "preferred_life_time": 4294967295,
+                },
+            ],
+        }
+    ]
+)
+
+
+def test_the_ipv6_address_to_ssh_to_is_global_and_neither_tentative_deprecated_nor_temporary():
+    assert networkd.parse_ipv6_address(IP6_ADDR) == ipaddress.ip_interface("2001:db8::5054:ff:fe12:3456/64")
+    assert networkd.parse_ipv4_address(IP6_ADDR) is None
+    assert (
+        networkd.parse_ipv6_address(
+            addr_show({"family": "inet6", "local": "fe80::1", "prefixlen": 64, "scope": "link"})
+        )
+        is None
+    )
+    assert networkd.parse_ipv6_address("[{}]") is None
+    assert networkd.parse_ipv6_address("") is None
+
+
+def test_a_static_address_is_there_once_it_is_no_longer_tentative():
+    addresses = networkd.parse_addresses(IP6_ADDR) + networkd.parse_addresses(
+        addr_show({"family": "inet", "local": "192.0.2.10", "prefixlen": 24, "scope": "global"})
+    )
+    assert networkd.missing_addresses(["192.0.2.10/24", "2001:db8::5054:ff:fe12:3456/64"], addresses) == []
+    assert networkd.missing_addresses(["192.0.2.10/25", "2001:db8::99/64", "2001:db8::aa/64"], addresses) == [
+        "192.0.2.10/25",
+        "2001:db8::99/64",
+    ]
+
+
+def test_the_vlan_link_gives_its_id_and_the_nic_under_it():
+    # `ip -j -d link show dev lan`, iproute2 6.1, trimmed
+    vlan = [
+        {
+            "ifindex": 5,
+            "link": "lan-port",
+            "ifname": "lan",
+            "link_type": "ether",
+            "address": "52:54:00:12:34:56",
+            "linkinfo": {"info_kind": "vlan", "info_data": {"protocol": "802.1Q", "id": 42, "flags": ["REORDER_HDR"]}},
+        }
+    ]
+    assert networkd.parse_vlan_link(json.dumps(vlan)) == {"kind": "vlan", "id": 42, "parent": "lan-port"}
+    nic = [{"ifindex": 2, "ifname": "lan", "link_type": "ether", "address": "52:54:00:12:34:56"}]
+    assert networkd.parse_vlan_link(json.dumps(nic)) == {"kind": None, "id": None, "parent": None}
+    assert networkd.parse_vlan_link("[]") is None
+
+
 def test_networkctl_status_gives_the_state_and_the_dns_servers_once_each_in_order():
     assert networkd.parse_networkctl_status(NETWORKCTL_STATUS) == {
         "state": "routable (configured)",
@@ -141,14 +277,29 @@ def test_lease_facts_do_the_address_math():
         "network": "192.168.6.0/23",
         "gateway": "192.168.6.1",
         "dns": ["192.168.6.1"],
+        "address6": None,
+        "prefix6": None,
+    }
+    assert networkd.lease_facts(None, None, [], ipaddress.ip_interface("2001:db8::10/64")) == {
+        "address": None,
+        "prefix": None,
+        "network": None,
+        "gateway": None,
+        "dns": [],
+        "address6": "2001:db8::10",
+        "prefix6": 64,
     }
 
 
+V4 = ipaddress.ip_interface("10.0.2.15/24")
+V6 = ipaddress.ip_interface("2001:db8::5054:ff:fe12:3456/64")
+
+
 def test_the_operator_lines_say_where_to_ssh_and_why_not():
-    lease = networkd.lease_facts(ipaddress.ip_interface("10.0.2.15/24"), None, [])
+    lease = networkd.lease_facts(V4, None, [])
     assert networkd.success_lines(lease, "lan", NIC) == [
         "pre-nixos: ssh root@10.0.2.15",
-        "pre-nixos: lan 10.0.2.15/24 on lan (52:54:00:12:34:56, was ens3)",
+        "pre-nixos: lan DHCP 10.0.2.15/24 on lan (52:54:00:12:34:56, was ens3)",
     ]
     assert networkd.failure_lines("no carrier", "retrying") == [
         "pre-nixos: network not configured: no carrier",
@@ -156,13 +307,50 @@ def test_the_operator_lines_say_where_to_ssh_and_why_not():
     ]
 
 
+def test_an_ipv6_address_gets_its_own_ssh_line_before_the_host_key():
+    lease = networkd.lease_facts(V4, "10.0.2.2", ["10.0.2.3"], V6)
+    assert networkd.success_lines(lease, "lan", NIC, "SHA256:k (ED25519)") == [
+        "pre-nixos: ssh root@10.0.2.15",
+        "pre-nixos: ssh root@2001:db8::5054:ff:fe12:3456",
+        "pre-nixos: host key SHA256:k (ED25519)",
+        "pre-nixos: lan DHCP 10.0.2.15/24 2001:db8::5054:ff:fe12:3456/64 gateway 10.0.2.2 dns 10.0.2.3"
+        " on lan (52:54:00:12:34:56, was ens3)",
+    ]
+
+
+def test_an_ipv6_only_network_says_there_was_no_ipv4_lease():
+    lease = networkd.lease_facts(None, None, [], V6)
+    assert networkd.success_lines(lease, "lan", NIC, settings=addressing.lan_settings()) == [
+        "pre-nixos: ssh root@2001:db8::5054:ff:fe12:3456",
+        "pre-nixos: lan DHCP (no IPv4 lease) 2001:db8::5054:ff:fe12:3456/64 on lan (52:54:00:12:34:56, was ens3)",
+    ]
+
+
+def test_a_static_address_on_a_vlan_says_so_and_names_the_nic_under_it():
+    settings = addressing.lan_settings(addresses="192.0.2.10/24,2001:db8::10/64", gateways="192.0.2.1", vlan="42")
+    lease = networkd.lease_facts(
+        ipaddress.ip_interface("192.0.2.10/24"), "192.0.2.1", [], ipaddress.ip_interface("2001:db8::10/64")
+    )
+    lines = networkd.success_lines(lease, "lan", NIC, settings=settings)
+    assert lines == [
+        "pre-nixos: ssh root@192.0.2.10",
+        "pre-nixos: ssh root@2001:db8::10",
+        "pre-nixos: lan static 192.0.2.10/24 2001:db8::10/64 gateway 192.0.2.1"
+        " on lan (VLAN 42 over lan-port, 52:54:00:12:34:56, was ens3)",
+    ]
+    assert all(line.startswith(networkd.ISSUE_PREFIXES) for line in lines)
+    # A later run with other lines replaces every one of them, the second ssh line too.
+    again = networkd.render_issue(networkd.render_issue("banner\n", lines), networkd.failure_lines("no carrier"))
+    assert again == "banner\n\npre-nixos: network not configured: no carrier\n\n"
+
+
 def test_the_host_key_fingerprint_follows_the_ssh_line():
-    lease = networkd.lease_facts(ipaddress.ip_interface("10.0.2.15/24"), None, [])
+    lease = networkd.lease_facts(V4, None, [])
     fingerprint = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s (ED25519)"
     assert networkd.success_lines(lease, "lan", NIC, fingerprint) == [
         "pre-nixos: ssh root@10.0.2.15",
         "pre-nixos: host key SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s (ED25519)",
-        "pre-nixos: lan 10.0.2.15/24 on lan (52:54:00:12:34:56, was ens3)",
+        "pre-nixos: lan DHCP 10.0.2.15/24 on lan (52:54:00:12:34:56, was ens3)",
     ]
     lines = networkd.success_lines(lease, "lan", NIC, fingerprint)
     with_key = networkd.render_issue("Debian GNU/Linux 12 \\n \\l\n\n", lines)
