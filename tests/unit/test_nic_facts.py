@@ -27,12 +27,40 @@ def fake_get_bin_path(self, name, required=False, opt_dirs=None):
     return name
 
 
+def read_unit(path):
+    """A systemd unit file as ``{(section, key): [values]}``, the way networkd reads its files."""
+    unit, section = {}, None
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        unit.setdefault((section, key.strip()), []).append(value.strip())
+    return unit
+
+
 class FakeMachine:
     """A fake Linux box: sysfs in ``tmp_path``, a runner answering ``ip``, ``networkctl``, ``systemctl`` from its state.
 
     Time is fake too: ``sleep`` advances ``now`` and fires what :meth:`at` scheduled (a cable plugged in,
     a DHCP answer), so a 60 s wait takes no time.
+
+    networkd is faked from the files in ``network_dir`` (the lan tests point it at the module's directory):
+    ``networkctl reconfigure X`` drops what X had and configures it by the first ``.network`` file that matches
+    its name, as networkd does. ``DHCP=yes|ipv4`` gets ``dhcp``'s lease after its delay; ``Address=`` lines
+    appear after ``STATIC_DELAY`` s (IPv6 ones tentative for ``DAD_DELAY`` s more, as duplicate address
+    detection keeps them); ``IPv6AcceptRA`` (yes unless the file says no) gets ``ra``'s address (tentative
+    too) when a router advertises one; ``VLAN=`` makes the VLAN its ``.netdev`` describes, a virtual link over
+    X, and configures it as a new link. A file for no link, or no file, leaves the link unconfigured. Without
+    ``network_dir`` every link is configured by DHCP. ``ip link delete`` removes a VLAN; a NIC renamed
+    stays under its VLANs, and no link takes a name another one has.
     """
+
+    STATIC_DELAY = 1
+    DAD_DELAY = 1
 
     def __init__(self, tmp_path, fixture, monkeypatch):
         data = json.loads((FIXTURES / ("%s.json" % fixture)).read_text())
@@ -40,11 +68,16 @@ class FakeMachine:
         self.einval = set()
         self.now = 0.0
         self.events = []
-        self.leases = {}
         self.networkd_active = True
+        self.network_dir = None
         # What the DHCP server answers, and how long it takes; None: no DHCP server on the wire.
         self.dhcp = {"delay": 3, "address": "10.0.2.15/24", "gateway": "10.0.2.2", "dns": ["10.0.2.3"]}
+        # What a router advertises (SLAAC), and how long it takes; None: no IPv6 router on the wire.
+        self.ra = None
+        # What networkd configured on each link: {"addresses": [...], "gateway": ..., "dns": [...]}.
+        self.config = {}
         self.nics = {}
+        self.vlans = {}
         for index, nic in enumerate(data["nics"], start=2):
             self.add_nic(dict(nic, ifindex=index))
         for entry in data.get("virtual", []):
@@ -53,8 +86,11 @@ class FakeMachine:
         self.runner = RecordingRunner(
             {
                 ("ip", "-j", "link", "show"): self.answer_ip_link_show,
+                ("ip", "-j", "-d", "link", "show", "dev"): self.answer_ip_link_show_details,
                 ("ip", "link", "set", "dev"): self.answer_ip_link_set,
+                ("ip", "link", "delete", "dev"): self.answer_ip_link_delete,
                 ("ip", "-j", "-4", "addr", "show", "dev"): self.answer_addr_show,
+                ("ip", "-j", "-6", "addr", "show", "dev"): self.answer_addr_show,
                 ("ip", "-j", "-4", "route", "show", "default", "dev"): self.answer_route_show,
                 ("networkctl", "status"): self.answer_networkctl_status,
                 ("networkctl", "reconfigure"): self.answer_reconfigure,
@@ -109,6 +145,13 @@ class FakeMachine:
         (self.sysfs / "class" / "net").mkdir(parents=True, exist_ok=True)
         (self.sysfs / "class" / "net" / entry["name"]).symlink_to(os.path.relpath(net, self.sysfs / "class" / "net"))
 
+    def remove_virtual(self, name):
+        net = self.sysfs / "devices" / "virtual" / "net" / name
+        (self.sysfs / "class" / "net" / name).unlink()
+        for path in net.iterdir():
+            path.unlink()
+        net.rmdir()
+
     def sync(self, name):
         """Write the attributes the kernel would show for the NIC's state."""
         nic = self.nics[name]
@@ -143,10 +186,79 @@ class FakeMachine:
     def monotonic(self):
         return self.now
 
-    def give_lease(self, name):
-        nic = self.nics.get(name)
-        if self.dhcp and nic and nic["up"] and nic["cable"]:
-            self.leases[name] = dict(self.dhcp)
+    def links(self):
+        """Every link's name: the NICs and the VLANs."""
+        return set(self.nics) | set(self.vlans)
+
+    def ifindex(self, name):
+        return (self.nics.get(name) or self.vlans[name])["ifindex"]
+
+    def carrier(self, name):
+        """A NIC up with its cable in; a VLAN when its NIC is."""
+        nic = self.nics.get(name) or self.nics.get(self.vlans.get(name, {}).get("parent"))
+        return bool(nic and nic["up"] and nic["cable"])
+
+    # ------------------------------------------------------------------ networkd
+
+    def unit_files(self, suffix):
+        return [read_unit(path) for path in sorted(self.network_dir.glob("*" + suffix))] if self.network_dir else []
+
+    def network_for(self, name):
+        """The ``.network`` file networkd takes for the link: the first whose ``[Match] Name=`` is its name."""
+        if self.network_dir is None:
+            return {("Network", "DHCP"): ["ipv4"]}
+        return next((unit for unit in self.unit_files(".network") if name in unit.get(("Match", "Name"), [])), None)
+
+    def forget(self, name):
+        """The link loses what networkd gave it (link down, reconfigured, deleted)."""
+        self.config.pop(name, None)
+
+    def configure(self, name):
+        """What networkd does when it configures the link: addresses now or later, VLANs made."""
+        self.forget(name)
+        network = self.network_for(name)
+        if network is None:
+            return
+        state = self.config[name] = {"addresses": [], "gateway": None, "dns": list(network.get(("Network", "DNS"), []))}
+
+        def later(delay, action):
+            # Whatever the link went through meanwhile (reconfigured, down, deleted) cancels it.
+            self.at(self.now + delay, lambda: self.config.get(name) is state and self.carrier(name) and action())
+
+        def add(address, dynamic):
+            entry = {"address": address, "dynamic": dynamic, "tentative": ":" in address}
+            state["addresses"].append(entry)
+            if entry["tentative"]:
+                later(self.DAD_DELAY, lambda: entry.update(tentative=False))
+
+        def lease():
+            add(self.dhcp["address"], True)
+            state["gateway"] = self.dhcp.get("gateway")
+            state["dns"] += [server for server in self.dhcp.get("dns", []) if server not in state["dns"]]
+
+        def static():
+            for address in network.get(("Network", "Address"), []):
+                add(address, False)
+            state["gateway"] = next((g for g in network.get(("Network", "Gateway"), []) if ":" not in g), None)
+
+        for vlan in network.get(("Network", "VLAN"), []):
+            self.make_vlan(vlan, name)
+        if network.get(("Network", "DHCP"), ["no"])[-1] in ("yes", "ipv4") and self.dhcp is not None:
+            later(self.dhcp["delay"], lease)
+        if network.get(("Network", "Address")):
+            later(self.STATIC_DELAY, static)
+        if network.get(("Network", "IPv6AcceptRA"), ["yes"])[-1] == "yes" and self.ra is not None:
+            later(self.ra["delay"], lambda: add(self.ra["address"], True))
+
+    def make_vlan(self, name, parent):
+        """The VLAN of a ``VLAN=`` line, from its ``.netdev`` file, unless the name is taken."""
+        netdev = next((unit for unit in self.unit_files(".netdev") if unit.get(("NetDev", "Name")) == [name]), None)
+        if netdev is None or netdev.get(("NetDev", "Kind")) != ["vlan"] or name in self.links():
+            return
+        ifindex = 100 + len(self.vlans)
+        self.vlans[name] = {"id": int(netdev[("VLAN", "Id")][-1]), "parent": parent, "ifindex": ifindex}
+        self.add_virtual({"name": name, "attrs": {"address": self.nics[parent]["mac"], "type": 1}})
+        self.configure(name)
 
     # ------------------------------------------------------------------ commands
 
@@ -167,7 +279,33 @@ class FakeMachine:
             if nic.get("permaddr"):
                 link["permaddr"] = nic["permaddr"]
             links.append(link)
+        for name, vlan in sorted(self.vlans.items()):
+            links.append(
+                {
+                    "ifindex": vlan["ifindex"],
+                    "link": vlan["parent"],
+                    "ifname": name,
+                    "link_type": "ether",
+                    "address": self.nics[vlan["parent"]]["mac"],
+                }
+            )
         return 0, json.dumps(links), ""
+
+    def answer_ip_link_show_details(self, argv):
+        name = argv[-1]
+        if name not in self.links():
+            return 1, "", 'Device "%s" does not exist.\n' % name
+        link = {"ifindex": self.ifindex(name), "ifname": name, "link_type": "ether", "promiscuity": 0}
+        if name in self.vlans:
+            vlan = self.vlans[name]
+            link.update(
+                link=vlan["parent"],
+                linkinfo={
+                    "info_kind": "vlan",
+                    "info_data": {"protocol": "802.1Q", "id": vlan["id"], "flags": ["REORDER_HDR"]},
+                },
+            )
+        return 0, json.dumps([link]), ""
 
     def answer_ip_link_set(self, argv):
         name = argv[4]
@@ -177,7 +315,7 @@ class FakeMachine:
         if verb in ("up", "down"):
             self.nics[name]["up"] = verb == "up"
             if verb == "down":
-                self.leases.pop(name, None)
+                self.forget(name)
             self.sync(name)
             return 0, "", ""
         new = argv[6]
@@ -191,94 +329,90 @@ class FakeMachine:
             path.unlink()
         old_dir.rmdir()
         self.nics[new] = dict(self.nics.pop(name), name=new)
+        self.config.pop(name, None)
+        for vlan in self.vlans.values():
+            if vlan["parent"] == name:
+                vlan["parent"] = new
         self.place(new)
         return 0, "", ""
 
+    def answer_ip_link_delete(self, argv):
+        name = argv[4]
+        if name in self.nics:
+            return 2, "", "RTNETLINK answers: Operation not supported\n"
+        if name not in self.vlans:
+            return 1, "", 'Cannot find device "%s"\n' % name
+        del self.vlans[name]
+        self.forget(name)
+        self.remove_virtual(name)
+        return 0, "", ""
+
     def answer_addr_show(self, argv):
-        name = argv[6]
-        if name not in self.nics:
+        name, version = argv[6], 6 if argv[2] == "-6" else 4
+        if name not in self.links():
             return 1, "", 'Device "%s" does not exist.\n' % name
-        lease = self.leases.get(name)
-        if not lease:
+        state = self.config.get(name)
+        if not state:
             return 0, "[]", ""
-        interface = ipaddress.ip_interface(lease["address"])
-        return (
-            0,
-            json.dumps(
-                [
-                    {
-                        "ifindex": self.nics[name]["ifindex"],
-                        "ifname": name,
-                        "addr_info": [
-                            {
-                                "family": "inet",
-                                "local": str(interface.ip),
-                                "prefixlen": interface.network.prefixlen,
-                                "broadcast": str(interface.network.broadcast_address),
-                                "scope": "global",
-                                "dynamic": True,
-                                "label": name,
-                                "valid_life_time": 86391,
-                                "preferred_life_time": 86391,
-                            }
-                        ],
-                    }
-                ]
-            ),
-            "",
-        )
+        infos = []
+        for entry in state["addresses"]:
+            interface = ipaddress.ip_interface(entry["address"])
+            if interface.version != version:
+                continue
+            info = {
+                "family": "inet6" if version == 6 else "inet",
+                "local": str(interface.ip),
+                "prefixlen": interface.network.prefixlen,
+                "scope": "global",
+            }
+            if version == 4:
+                info["broadcast"] = str(interface.network.broadcast_address)
+            for flag in ("dynamic", "tentative"):
+                if entry[flag]:
+                    info[flag] = True
+            info.update(label=name, valid_life_time=86391, preferred_life_time=86391)
+            infos.append(info)
+        if version == 6:
+            infos.append({"family": "inet6", "local": "fe80::5054:ff:fe12:3456", "prefixlen": 64, "scope": "link"})
+        return 0, json.dumps([{"ifindex": self.ifindex(name), "ifname": name, "addr_info": infos}]), ""
 
     def answer_route_show(self, argv):
         name = argv[7]
-        if name not in self.nics:
+        if name not in self.links():
             return 1, "", 'Cannot find device "%s"\n' % name
-        lease = self.leases.get(name)
-        if not lease or not lease.get("gateway"):
+        state = self.config.get(name)
+        if not state or not state["gateway"] or not any(":" not in e["address"] for e in state["addresses"]):
             return 0, "[]", ""
-        return (
-            0,
-            json.dumps(
-                [
-                    {
-                        "dst": "default",
-                        "gateway": lease["gateway"],
-                        "protocol": "dhcp",
-                        "prefsrc": lease["address"].split("/")[0],
-                        "metric": 1024,
-                        "flags": [],
-                    }
-                ]
-            ),
-            "",
-        )
+        route = {"dst": "default", "gateway": state["gateway"], "protocol": "dhcp", "metric": 1024, "flags": []}
+        return 0, json.dumps([route]), ""
 
     def answer_networkctl_status(self, argv):
         name = argv[-1]
-        if name not in self.nics:
+        if name not in self.links():
             return 1, "", 'Interface "%s" not found.\n' % name
-        lease = self.leases.get(name)
+        state = self.config.get(name)
+        addresses = [e["address"].split("/")[0] for e in (state or {}).get("addresses", []) if not e["tentative"]]
         lines = [
-            "\u25cf %d: %s" % (self.nics[name]["ifindex"], name),
+            "\u25cf %d: %s" % (self.ifindex(name), name),
             "                     Link File: /usr/lib/systemd/network/99-default.link",
             "                  Network File: /etc/systemd/network/10-%s.network" % name,
-            "                          Type: ether",
-            "                         State: %s" % ("routable (configured)" if lease else "no-carrier (configuring)"),
+            "                          Type: %s" % ("vlan" if name in self.vlans else "ether"),
+            "                         State: %s"
+            % ("routable (configured)" if addresses else "no-carrier (configuring)"),
         ]
-        if lease:
-            lines.append(
-                "                       Address: %s (DHCP4 via %s)" % (lease["address"].split("/")[0], lease["gateway"])
-            )
-            lines.append("                                fe80::5054:ff:fe12:3456")
-            if lease.get("gateway"):
-                lines.append("                       Gateway: %s" % lease["gateway"])
-            for index, server in enumerate(lease.get("dns", [])):
-                lines.append("%s%s" % ("                           DNS: " if index == 0 else " " * 32, server))
+        for index, address in enumerate(addresses + ["fe80::5054:ff:fe12:3456"] if addresses else []):
+            lines.append("%s%s" % ("                       Address: " if index == 0 else " " * 32, address))
+        if addresses and state["gateway"]:
+            lines.append("                       Gateway: %s" % state["gateway"])
+        for index, server in enumerate(state["dns"] if addresses else []):
+            lines.append("%s%s" % ("                           DNS: " if index == 0 else " " * 32, server))
         return 0, "\n".join(lines) + "\n", ""
 
     def answer_reconfigure(self, argv):
         name = argv[2]
-        if self.dhcp is not None:
-            self.at(self.now + self.dhcp["delay"], lambda: self.give_lease(name))
+        if name not in self.links():
+            return 1, "", 'Failed to resolve interface "%s": No such device\n' % name
+        self.configure(name)
         return 0, "", ""
 
     def answer_systemctl_start(self, argv):
@@ -292,7 +426,7 @@ class FakeMachine:
         return [
             call
             for call in (self.runner.calls if calls is None else calls)
-            if call[:3] == ["ip", "link", "set"]
+            if call[:3] in (["ip", "link", "set"], ["ip", "link", "delete"])
             or call[:2] in (["networkctl", "reload"], ["networkctl", "reconfigure"], ["systemctl", "start"])
         ]
 
