@@ -24,7 +24,7 @@ description:
     DHCPv6 when they ask for it). It waits up to O(dhcp_timeout) seconds for the IPv4 lease, then up to
     O(ipv6_timeout) more for a global IPv6 address. A network with IPv6 only (a global IPv6 address, no IPv4 lease
     15 s after the files were applied) is configured with IPv6 alone."
-  - With O(address): static addresses, O(gateway) and O(dns) as given, no DHCP; router advertisements are ignored
+  - With O(address), static addresses, O(gateway) and O(dns) as given, no DHCP; router advertisements are ignored
     when a static IPv6 address is given. It waits up to O(dhcp_timeout) seconds until each address is on C(lan).
   - "With O(vlan): the chosen NIC is named C(lan-port) instead (live and C(10-lan-port.link)) and carries the
     tagged interface C(lan) (C(10-lan.netdev), C(10-lan-port.network)); C(10-lan.network) configures C(lan) as
