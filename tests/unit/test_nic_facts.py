@@ -37,7 +37,7 @@ def read_unit(path):
         if line.startswith("["):
             section = line.strip("[]")
             continue
-        key, _, value = line.partition("=")
+        key, value = line.split("=", 1) if "=" in line else (line, "")
         unit.setdefault((section, key.strip()), []).append(value.strip())
     return unit
 
