@@ -565,12 +565,10 @@ class Lan:
                     return recorded
         return nic["name"]
 
-    def rename(self, nic):
-        """Give the NIC its name live (``name``, or ``name``-port under a VLAN), also when it has the other one."""
-        if nic["name"] == self.nic_name:
-            return False
+    def refuse_taken_name(self, nic):
+        """Fail, before anything changes, when another NIC has one of our names (an earlier choice)."""
         holder = next((other for other in self.nics if other["name"] in self.our_names() and other != nic), None)
-        if holder is not None:
+        if holder is not None and nic["name"] != self.nic_name:
             raise LanFailure(
                 "cannot name %s %s: %s already has %s (an earlier choice); reboot to choose again"
                 % (
@@ -580,6 +578,11 @@ class Lan:
                     "that name" if holder["name"] == self.nic_name else "the name %s" % holder["name"],
                 )
             )
+
+    def rename(self, nic):
+        """Give the NIC its name live (``name``, or ``name``-port under a VLAN), also when it has the other one."""
+        if nic["name"] == self.nic_name:
+            return False
         self.act([self.ip, "link", "set", "dev", nic["name"], "down"])
         self.act([self.ip, "link", "set", "dev", nic["name"], "name", self.nic_name])
         self.act([self.ip, "link", "set", "dev", self.nic_name, "up"])
@@ -723,6 +726,7 @@ class Lan:
         original_name = self.original_name(nic)
         deleted = renamed = vlan_kept = False
         if self.live:
+            self.refuse_taken_name(nic)
             deleted, vlan_kept = self.replace_vlan_link()
             renamed = self.rename(nic)
         files_changed = self.converge_files(nic, original_name)

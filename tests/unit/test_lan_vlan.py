@@ -186,3 +186,21 @@ def test_a_vlan_lan_over_another_nic_is_replaced_by_the_one_over_lan_port(world)
     result = w.run(vlan=42)
     assert w.mutations() == DELETE_VLAN + APPLY_PORT
     assert (w.box.vlans["lan"]["parent"], result["address"]) == ("lan-port", "10.0.2.15")
+
+
+def test_an_earlier_choice_under_the_vlan_blocks_another_nic_and_its_vlan_is_left_alone(world):
+    w = world("qemu_three_nics")
+    w.box.plug("ens3")
+    w.run(vlan=42)
+    w.box.nics["lan-port"]["cable"] = False  # the cable moved to ens4, and the lease is gone
+    w.box.sync("lan-port")
+    w.box.config.clear()
+    w.box.plug("ens4")
+    result = w.run(carrier_timeout=2)
+    assert result["failed"] is True
+    assert result["msg"] == (
+        "cannot name ens4 lan: lan-port (52:54:00:12:34:56, operstate down, carrier 0) already has the name lan-port"
+        " (an earlier choice); reboot to choose again"
+    )
+    assert w.mutations() == []  # every NIC is up from the first run; nothing renamed, no VLAN deleted
+    assert sorted(w.box.vlans) == ["lan"] and sorted(w.box.nics) == ["ens4", "ens5", "lan-port"]
