@@ -271,6 +271,11 @@ host_key:
   returned: always
   type: str
   sample: SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU (ED25519)
+settings_refused:
+  description: True when the module failed because the operator's settings (MAC, addresses, gateways, DNS, VLAN)
+    cannot work; nothing was looked at or changed, and running again without correcting them fails the same way.
+  returned: failure
+  type: bool
 msg:
   description: What happened, in one line.
   returned: always
@@ -306,6 +311,12 @@ NOTHING = Reading(networkd.lease_facts(None, None, []), False, [])
 
 class LanFailure(Exception):
     """The network cannot be configured; the message tells the operator why."""
+
+
+class SettingsRefused(LanFailure):
+    """The operator's settings cannot work: trying again changes nothing until they are corrected."""
+
+    hint = "nothing was changed; correct the setting (kernel switch or variable) and run again"
 
 
 def console_devices(consoles, sysfs_root):
@@ -386,7 +397,7 @@ class Lan:
                 vlan=self.params["vlan"],
             )
         except addressing.AddressError as err:
-            raise LanFailure(str(err)) from None
+            raise SettingsRefused(str(err)) from None
         self.vlan = self.settings["vlan"]
         self.nic_name = addressing.port_name(self.name) if self.vlan else self.name
         self.result["settings"] = self.settings
@@ -833,7 +844,9 @@ def main():
         lines = lan.run()
     except (LanFailure, CommandError, nics.NicFactsError, WriteError) as err:
         details = err.as_fail_kwargs() if isinstance(err, CommandError) else {"msg": str(err)}
-        lan.announce(networkd.failure_lines(details["msg"], module.params["failure_hint"]))
+        refused = isinstance(err, SettingsRefused)
+        details["settings_refused"] = refused
+        lan.announce(networkd.failure_lines(details["msg"], err.hint if refused else module.params["failure_hint"]))
         module.fail_json(**dict(lan.report(), **details))
     lan.announce(lines)
     module.exit_json(**lan.report())

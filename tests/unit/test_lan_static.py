@@ -163,10 +163,12 @@ def test_a_setting_that_cannot_be_used_fails_before_anything_is_looked_at_and_is
     w = world("qemu_three_nics")
     w.box.plug("ens4")
     result = w.run(**settings)
-    assert (result["failed"], result["msg"]) == (True, reason)
+    assert (result["failed"], result["msg"], result["settings_refused"]) == (True, reason, True)
     assert "settings" not in result and result["commands"] == []
     assert w.new_calls() == [], "expected no command at all, found %s" % w.new_calls()
     assert w.files() == {} and sorted(w.box.nics) == ["ens3", "ens4", "ens5"]
-    lines = ["pre-nixos: network not configured: %s" % reason, "pre-nixos: network: retrying every 30 s"]
+    # Retrying would fail the same way: the operator is told to correct the setting instead.
+    lines = ["pre-nixos: network not configured: %s" % reason,
+             "pre-nixos: network: nothing was changed; correct the setting (kernel switch or variable) and run again"]
     assert w.issue.read_text() == DEBIAN_ISSUE + "\n".join(lines) + "\n\n"
     assert w.console_text() == ["".join(line + "\r\n" for line in lines)] * 2
