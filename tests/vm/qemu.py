@@ -30,8 +30,8 @@ disk into the running machine (QMP ``blockdev-add`` + ``device_add``), as an ope
 Disk kinds: ``ssd`` is ``scsi-hd,rotation_rate=1``, ``hdd`` is ``scsi-hd,rotation_rate=7200``
 (both on virtio-scsi), ``nvme`` is ``nvme``, ``usb`` is a removable ``usb-storage``. Disk files
 are sparse raw files. NICs are ``virtio-net-pci`` on user-mode networking restricted to the guest
-(DHCP and the forwarded SSH port only); the first NIC with a link (or a ``link_up``) carries SSH,
-forwarded from a free port on 127.0.0.1. A NIC with ``link: false`` is set down over QMP before the
+(DHCP, IPv6 router advertisements of fd00:5052::/64 and the forwarded SSH port only); the first NIC
+with a link (or a ``link_up``) carries SSH, forwarded from a free port on 127.0.0.1. A NIC with ``link: false`` is set down over QMP before the
 guest runs; with ``link_up`` a helper process (``qemu.py link-up``, its PID in the workdir) sets it
 up once the guest's serial console has shown the given text, so a test can plug the cable in at a
 known moment of first boot.
@@ -178,6 +178,9 @@ def carries_ssh(nic):
     return nic.get("link", True) or nic.get("link_up") is not None
 
 
+IPV6_PREFIX = "fd00:5052::"
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -224,7 +227,9 @@ def qemu_args(machine, iso, workdir, accel, port):
         args += ["-device", disk_device(kind, drive, serial)]
     forwarded = False
     for index, nic in enumerate(machine["nics"]):
-        netdev = "user,id=net%d,restrict=on" % index
+        # A ULA prefix in the router advertisements: the guest's SLAAC address is of global scope, as on a real
+        # IPv6 network (QEMU's default fec0::/64 is site-local, which the lan module does not offer the operator).
+        netdev = "user,id=net%d,restrict=on,ipv6-prefix=%s,ipv6-prefixlen=64" % (index, IPV6_PREFIX)
         if carries_ssh(nic) and not forwarded:
             netdev += ",hostfwd=tcp:127.0.0.1:%d-%s:22" % (port, nic.get("ssh_address") or "")
             forwarded = True

@@ -182,6 +182,20 @@ def test_the_operator_is_told_where_to_ssh_on_the_console_and_before_the_login_p
     assert "ssh root@10.0.2.15" in serial_log(), "expected the serial console to show ssh root@10.0.2.15"
 
 
+def test_lan_takes_the_router_advertisement_and_the_operator_sees_the_ipv6_address_beside_the_ipv4_one(host):
+    details = first_boot_status(host)["phases"]["lan"]["details"]
+    address6 = details.get("address6") or ""
+    assert address6.startswith("fd00:5052:") and details.get("prefix6") == 64, (
+        "expected lan to get an address of QEMU's advertised prefix fd00:5052::/64, found %s" % details)
+    line = "pre-nixos: ssh root@%s" % address6
+    issue = host.file("/etc/issue").content_string.splitlines()
+    assert line in issue and issue.index(line) == issue.index("pre-nixos: ssh root@10.0.2.15") + 1, (
+        "expected %r right after the IPv4 ssh line in /etc/issue:\n%s" % (line, "\n".join(issue)))
+    assert line in serial_log(), "expected the serial console to show %r" % line
+    listening = {fields.split()[3] for fields in host.check_output("ss -Hltn sport = :22").splitlines()}
+    assert {"0.0.0.0:22", "[::]:22"} <= listening, "expected sshd on 0.0.0.0:22 and [::]:22, found %s" % listening
+
+
 def test_the_host_key_fingerprint_is_shown_next_to_the_ssh_line_and_is_the_key_sshd_presents(host):
     # ssh-keygen -lf: "256 SHA256:... root@pre-nixos (ED25519)"
     printed = host.check_output("ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub").split()
@@ -191,8 +205,9 @@ def test_the_host_key_fingerprint_is_shown_next_to_the_ssh_line_and_is_the_key_s
     issue = host.file("/etc/issue").content_string.splitlines()
     assert "pre-nixos: ssh root@10.0.2.15" in issue and line in issue, (
         "expected /etc/issue to hold %r, found:\n%s" % (line, "\n".join(issue)))
-    assert issue.index(line) == issue.index("pre-nixos: ssh root@10.0.2.15") + 1, (
-        "expected %r right after the ssh line in /etc/issue:\n%s" % (line, "\n".join(issue)))
+    last_ssh_line = max(index for index, text in enumerate(issue) if text.startswith("pre-nixos: ssh root@"))
+    assert issue.index(line) == last_ssh_line + 1, (
+        "expected %r right after the ssh lines in /etc/issue:\n%s" % (line, "\n".join(issue)))
     # The console ends each line with \r\r\n or \r\n: the line is there whole, whatever its ending.
     assert re.search(re.escape(line) + r"\r*\n", serial_log()), "expected the serial console to show %r" % line
     address, port = _ssh_endpoint(host)[:2]
