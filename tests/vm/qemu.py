@@ -27,14 +27,14 @@ A disk with ``"gone": true`` is there only in the ``--prepare`` boot: taken out 
 boot (its file is kept; the other disks keep their serials). ``qemu.py add-disk`` plugs a new blank
 disk into the running machine (QMP ``blockdev-add`` + ``device_add``), as an operator adding a disk.
 
-Disk kinds: ``ssd`` is ``scsi-hd,rotation_rate=1``, ``hdd`` is ``scsi-hd,rotation_rate=7200``
-(both on virtio-scsi), ``nvme`` is ``nvme``, ``usb`` is a removable ``usb-storage``. Disk files
-are sparse raw files. NICs are ``virtio-net-pci`` on user-mode networking restricted to the guest
-(DHCP, IPv6 router advertisements of fd00:5052::/64 and the forwarded SSH port only); the first NIC
-with a link (or a ``link_up``) carries SSH, forwarded from a free port on 127.0.0.1. A NIC with ``link: false`` is set down over QMP before the
-guest runs; with ``link_up`` a helper process (``qemu.py link-up``, its PID in the workdir) sets it
-up once the guest's serial console has shown the given text, so a test can plug the cable in at a
-known moment of first boot.
+Disk kinds: ``ssd`` is ``scsi-hd,rotation_rate=1``, ``hdd`` is ``scsi-hd,rotation_rate=7200`` (both
+on virtio-scsi), ``nvme`` is ``nvme``, ``usb`` is a removable ``usb-storage``. Disk files are sparse
+raw files. NICs are ``virtio-net-pci`` on user-mode networking restricted to the guest (DHCP, IPv6
+router advertisements of fd00:5052::/64 and the forwarded SSH port only); the first NIC with a link
+(or a ``link_up``) carries SSH, forwarded from a free port on 127.0.0.1. A NIC with ``link: false``
+is set down over QMP before the guest runs; with ``link_up`` a helper process (``qemu.py link-up``,
+its PID in the workdir) sets it up once the guest's serial console has shown the given text, so a
+test can plug the cable in at a known moment of first boot.
 
 Command line::
 
