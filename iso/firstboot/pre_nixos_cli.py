@@ -198,9 +198,11 @@ def check_variables(plan_file):
     return {"prenixos_storage_plan": plan_file, "prenixos_storage_plan_path": ""}
 
 
-def apply_variables(plan_file, wipe):
-    """The first-boot playbook's variables: build ``plan_file`` (None: plan afresh), wipe only when asked."""
-    variables = {"prenixos_firstboot_storage_mode": "apply", "prenixos_storage_wipe": wipe}
+def apply_variables(plan_file, wipe, switches=None):
+    """The first-boot playbook's variables: build ``plan_file`` (None: plan afresh), wipe only when asked;
+    the network switches of the kernel command line as first boot had them (its lan phase runs again)."""
+    variables = dict(firstboot.network_vars(switches or {}))
+    variables.update(prenixos_firstboot_storage_mode="apply", prenixos_storage_wipe=wipe)
     if plan_file:
         variables["prenixos_storage_plan"] = plan_file
     return variables
@@ -490,7 +492,7 @@ def cmd_apply(args, machine):
         raise Refusal("another pre-nixos apply is running")
     plan_file = args.plan or (PLAN_PATH if os.path.isfile(PLAN_PATH) else None)
     # first boot's rule: a wipe needs the boot medium mounted, so that the storage role keeps it out
-    variables, note = firstboot.protect_medium(machine.switches, apply_variables(plan_file, args.wipe),
+    variables, note = firstboot.protect_medium(machine.switches, apply_variables(plan_file, args.wipe, machine.switches),
                                                mount=machine.mount)
     if args.wipe and not variables["prenixos_storage_wipe"]:
         raise Refusal("--wipe refused, nothing done: " + note)

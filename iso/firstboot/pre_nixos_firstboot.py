@@ -167,6 +167,12 @@ def extra_vars(switches):
     return result
 
 
+def network_vars(switches):
+    """The lan role's variables of the network switches: every later run of the first-boot playbook
+    (``pre-nixos apply``) passes them too, so that it keeps the network the machine is reached on."""
+    return {name: value for name, value in extra_vars(switches).items() if name.startswith("prenixos_lan_")}
+
+
 def mount_medium(uuid):
     """Mount the boot medium read-only at MEDIUM_MOUNT; None when it is mounted (so disk_facts protects it),
     else why it could not be."""

@@ -249,6 +249,21 @@ def test_apply_with_a_plan_file_and_wipe(cli, machine_dir, tmp_path):
     assert (status["command"], status["state"]) == ("pre-nixos apply --plan %s --wipe" % other, "failed")
 
 
+def test_apply_keeps_the_network_the_kernel_command_line_set(cli, machine_dir):
+    # The lan phase runs again: without the switches it would turn a static address back into DHCP, and the
+    # operator's SSH session would be gone.
+    write_plan(machine_dir / "plan.json", sample_plan())
+    switches = {"prenixos.ip": "10.0.2.50/24", "prenixos.gw": "10.0.2.2", "prenixos.dns": "10.0.2.3",
+                "prenixos.vlan": "42", "prenixos.storage": "plan", "prenixos.redundant": "1"}
+    machine = FakeMachine(answers=[(0, "", None)], switches=switches)
+    assert run(cli, ["apply"], machine) == 0
+    assert machine.ansible.calls[0]["variables"] == {
+        "prenixos_lan_address": ["10.0.2.50/24"], "prenixos_lan_gateway": ["10.0.2.2"],
+        "prenixos_lan_dns": ["10.0.2.3"], "prenixos_lan_vlan": "42",
+        "prenixos_firstboot_storage_mode": "apply", "prenixos_storage_wipe": False,
+        "prenixos_storage_plan": str(machine_dir / "plan.json")}
+
+
 def test_apply_without_a_plan_file_plans_afresh_and_check_changes_nothing(cli, machine_dir):
     machine = FakeMachine(answers=[(0, "", None)])
     assert run(cli, ["apply", "--check"], machine) == 0
