@@ -12,7 +12,7 @@ import sys
 import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "vm"))
-from qemu import load_machine  # noqa: E402
+from qemu import load_machine, nic_mac  # noqa: E402
 
 # tests/vm/qemu.py gives every emulated disk the serial pn-<kind><n> (pn-nvme1, pn-ssd2, pn-usb1).
 SERIAL = re.compile(r"^pn-(nvme|ssd|hdd|usb)\d+$")
@@ -117,7 +117,7 @@ def planned_mounts(plan_data, root="/mnt"):
 def nic_macs(name=None):
     """The MAC the launcher gives each NIC of the scenario's machine, in order (52:54:00:00:00:10, ...)."""
     nics = scenario_machine(name).get("nics", [{}])
-    return ["52:54:00:00:00:%02x" % (0x10 + index) for index, _nic in enumerate(nics)]
+    return [nic_mac(nic, index) for index, nic in enumerate(nics)]
 
 
 def links_by_mac(host):

@@ -28,6 +28,30 @@ def test_ssh_can_be_forwarded_to_a_static_guest_address(tmp_path):
         qemu.normalise({"name": "bad", "nics": [{"link": True, "ssh_address": "192.0.2.10"}]})
 
 
+def test_a_udp_nic_is_a_wire_to_another_guest_with_its_own_mac_and_never_carries_ssh(tmp_path):
+    machine = qemu.normalise({"name": "router", "nics": [
+        {"link": True}, {"udp": {"local": 47101, "remote": 47102}, "mac": "52:54:00:01:00:11"}]})
+    args = qemu.qemu_args(machine, "/x.iso", str(tmp_path), "tcg", 2222)
+    netdevs = [args[i + 1] for i, arg in enumerate(args) if arg == "-netdev"]
+    devices = [args[i + 1] for i, arg in enumerate(args) if arg == "-device" and "virtio-net" in args[i + 1]]
+    assert netdevs[0].startswith("user,id=net0,") and netdevs[0].endswith(",hostfwd=tcp:127.0.0.1:2222-:22")
+    assert netdevs[1] == "socket,id=net1,udp=127.0.0.1:47102,localaddr=127.0.0.1:47101"
+    assert [device.split("mac=")[1].split(",")[0] for device in devices] == ["52:54:00:00:00:10", "52:54:00:01:00:11"]
+    with pytest.raises(ValueError, match="at least one NIC needs a link"):
+        qemu.normalise({"name": "wired", "nics": [{"udp": {"local": 47101, "remote": 47102}}]})
+
+
+@pytest.mark.parametrize(("nic", "message"), [
+    ({"udp": {"local": 47101}}, "udp needs {local: PORT, remote: PORT}"),
+    ({"udp": {"local": 80, "remote": 47102}}, "udp needs"),
+    ({"link": True, "mac": "02:00:00:00:00:01"}, "mac must be 52:54:00:xx:xx:xx"),
+    ({"link": True, "mac": "52:54:00:AB:00:01"}, "mac must be 52:54:00:xx:xx:xx"),
+])
+def test_bad_wires_and_macs_are_refused(nic, message):
+    with pytest.raises(ValueError, match=message):
+        qemu.normalise({"name": "bad", "nics": [{"link": True}, nic]})
+
+
 @pytest.mark.parametrize(("nics", "message"), [
     ([{"link": False}], "at least one NIC needs a link"),
     ([{"link": True, "link_up": {"after": "x"}}], "link_up needs link: false"),

@@ -12,7 +12,10 @@ Used by ``iso/demo.sh`` and by the Molecule scenarios (``molecule/shared/create.
                {"kind": "hdd", "size": "16G"}, {"kind": "usb", "size": "4G"}],
      "nics": [{"link": false}, {"link": true}],
                                       # {"link": true, "ssh_address": "10.0.2.50"}: SSH is forwarded
-                                      # to that guest address (a static one) instead of the DHCP one
+                                      # to that guest address (a static one) instead of the DHCP one;
+                                      # {"udp": {"local": 47101, "remote": 47102}, "mac": "52:54:00:01:00:11"}:
+                                      # a wire to another guest (QEMU's UDP socket network on 127.0.0.1,
+                                      # no DHCP, no SSH); "mac" sets any NIC's MAC
                                       # {"link": false, "link_up": {"after": "REGEX", "delay": 20}}:
                                       # down at start, up DELAY s after REGEX shows on the serial console
      "boot": "cdrom",                 # or "usb": the ISO as a USB stick
@@ -165,6 +168,12 @@ def normalise(machine):
             if nic.get("link", True) or not isinstance(link_up, dict) or not link_up.get("after"):
                 raise ValueError("NIC %r: link_up needs link: false and {after: REGEX, delay: SECONDS}" % nic)
             re.compile(link_up["after"])
+        udp = nic.get("udp")
+        if udp is not None and not (isinstance(udp, dict) and all(
+                isinstance(udp.get(end), int) and 1024 <= udp[end] <= 65535 for end in ("local", "remote"))):
+            raise ValueError("NIC %r: udp needs {local: PORT, remote: PORT} (1024-65535) on 127.0.0.1" % nic)
+        if nic.get("mac") is not None and not re.match(r"^52:54:00(:[0-9a-f]{2}){3}$", str(nic["mac"])):
+            raise ValueError("NIC %r: mac must be 52:54:00:xx:xx:xx (QEMU's prefix, lower case)" % nic)
         address = nic.get("ssh_address")
         if address is not None and not re.match(r"^10\.0\.2\.(\d{1,3})$", str(address)):
             raise ValueError("NIC %r: ssh_address must be an address of QEMU's user network 10.0.2.0/24" % nic)
@@ -174,11 +183,16 @@ def normalise(machine):
 
 
 def carries_ssh(nic):
-    """Whether SSH can go through this NIC: it has a link, or gets one later."""
-    return nic.get("link", True) or nic.get("link_up") is not None
+    """Whether SSH can go through this NIC: on QEMU's user network, with a link now or later."""
+    return nic.get("udp") is None and (nic.get("link", True) or nic.get("link_up") is not None)
 
 
 IPV6_PREFIX = "fd00:5052::"
+
+
+def nic_mac(nic, index):
+    """The MAC of the machine's NIC number ``index``: its own ``mac``, else 52:54:00:00:00:10 and up."""
+    return nic.get("mac") or "52:54:00:00:00:%02x" % (0x10 + index)
 
 
 def free_port():
@@ -230,11 +244,15 @@ def qemu_args(machine, iso, workdir, accel, port):
         # A ULA prefix in the router advertisements: the guest's SLAAC address is of global scope, as on a real
         # IPv6 network (QEMU's default fec0::/64 is site-local, which the lan module does not offer the operator).
         netdev = "user,id=net%d,restrict=on,ipv6-prefix=%s,ipv6-prefixlen=64" % (index, IPV6_PREFIX)
-        if carries_ssh(nic) and not forwarded:
+        if nic.get("udp"):
+            # A wire between two guests: each sends to the other's port on 127.0.0.1, nothing else.
+            netdev = "socket,id=net%d,udp=127.0.0.1:%d,localaddr=127.0.0.1:%d" % (
+                index, nic["udp"]["remote"], nic["udp"]["local"])
+        elif carries_ssh(nic) and not forwarded:
             netdev += ",hostfwd=tcp:127.0.0.1:%d-%s:22" % (port, nic.get("ssh_address") or "")
             forwarded = True
         # romfile= : no iPXE option ROM, so the firmware never tries network boot.
-        mac = "52:54:00:00:00:%02x" % (0x10 + index)
+        mac = nic_mac(nic, index)
         nic_device = "virtio-net-pci,netdev=net%d,id=nic%d,mac=%s,romfile=" % (index, index, mac)
         args += ["-netdev", netdev, "-device", nic_device]
     return args
