@@ -179,7 +179,7 @@ def test_the_installed_system_comes_up_on_the_network_the_image_was_reached_on(t
 
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_options_given_to_nixos_config_write_the_same_network_as_the_facts_settings(mode):
-    given, _ = MODES[mode]
+    given = MODES[mode][0]
     from_options = render(lan=LAN, address=given.get("addresses"), gateway=given.get("gateways"),
                           dns=given.get("dns"), vlan=given.get("vlan"))
     assert from_options == render(lan=facts_with(**given))
