@@ -1,13 +1,22 @@
 # Copyright: pre-nixos baseline engineers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Every machine of the fleet reached the baseline through provision.yml, none through first boot."""
+"""Every machine of the fleet reached the baseline through provision.yml, none through first boot; fleet2's lan
+is on a tagged VLAN whose only DHCP server is fleet3, and its NixOS configuration carries the VLAN."""
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import sys
 
+import pytest
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
-from testlib import first_boot_status, guest_json  # noqa: E402
+from testlib import first_boot_status, guest_json, links_by_mac, nixos_configuration  # noqa: E402
+
+# fleet2's NIC on the wire to fleet3, which serves DHCP on VLAN 42 of it.
+WIRE_MAC = "52:54:00:02:00:11"
+VLAN_NETWORK = ipaddress.ip_network("192.168.42.0/24")
 
 
 def test_first_boot_did_nothing_and_provisioning_did_everything(host):
@@ -18,7 +27,56 @@ def test_first_boot_did_nothing_and_provisioning_did_everything(host):
     assert "prenixos.firstboot=0" in host.file("/proc/cmdline").content_string
 
 
-def test_each_machine_has_lan_and_its_root_mounted_by_label(host):
+def lan_addresses(host):
     (lan,) = guest_json(host, "ip -j -4 addr show dev lan")
-    assert [a["local"] for a in lan["addr_info"]] == ["10.0.2.15"], "expected lan with its DHCP address: %s" % lan
+    return [a["local"] for a in lan["addr_info"] if a.get("family") == "inet"]
+
+
+def test_each_machine_has_lan_and_its_root_mounted_by_label(host):
+    addresses = lan_addresses(host)
+    if host.backend.get_hostname() == "fleet2":
+        assert len(addresses) == 1 and ipaddress.ip_address(addresses[0]) in VLAN_NETWORK, (
+            "expected fleet2's lan with a lease of VLAN 42 (192.168.42.0/24): %s" % addresses
+        )
+    else:
+        assert addresses == ["10.0.2.15"], "expected lan with its DHCP address: %s" % addresses
     assert host.check_output("findmnt -n -o LABEL /mnt") == "slash", "expected / of the plan at /mnt"
+
+
+@pytest.fixture()
+def on_vlan(host):
+    """fleet2, the machine provisioned onto VLAN 42; the others are checked above."""
+    if host.backend.get_hostname() != "fleet2":
+        pytest.skip("only fleet2's lan is on the VLAN")
+    return host
+
+
+def test_the_nic_on_the_wire_is_lan_port_and_lan_is_vlan_42_on_it(on_vlan):
+    links = links_by_mac(on_vlan)
+    assert links.get(WIRE_MAC) == "lan-port", "expected the NIC on the wire named lan-port: %s" % links
+    (lan,) = guest_json(on_vlan, "ip -j -d link show dev lan")
+    info = lan.get("linkinfo", {})
+    found = (info.get("info_kind"), info.get("info_data", {}).get("id"), lan.get("link"))
+    assert found == ("vlan", 42, "lan-port"), "expected lan to be VLAN 42 over lan-port: %s" % lan
+    netdev = on_vlan.file("/etc/systemd/network/10-lan.netdev").content_string
+    assert "Kind=vlan" in netdev and "Id=42" in netdev, "expected 10-lan.netdev to make VLAN 42:\n%s" % netdev
+
+
+def test_the_lease_came_from_the_only_dhcp_server_on_vlan_42_and_nothing_untagged_answered(on_vlan):
+    assert on_vlan.run("ping -c 1 -W 5 192.168.42.1").rc == 0, "expected fleet3 to answer on VLAN 42"
+    (port,) = guest_json(on_vlan, "ip -j -4 addr show dev lan-port")
+    assert port.get("addr_info") == [], "expected no IPv4 address on lan-port: %s" % port
+
+
+def test_the_lan_phase_and_the_operator_say_vlan_42(on_vlan):
+    details = first_boot_status(on_vlan)["phases"]["lan"]["details"]
+    assert (details["name"], details["settings"]["vlan"]) == ("lan", 42), details
+    issue = on_vlan.file("/etc/issue").content_string
+    assert "pre-nixos: ssh root@%s" % lan_addresses(on_vlan)[0] in issue, issue
+    assert "VLAN 42 over lan-port, %s" % WIRE_MAC in issue, "expected the lan line to name the VLAN:\n%s" % issue
+
+
+def test_the_nixos_configuration_parses_and_brings_lan_up_on_vlan_42(on_vlan, tmp_path):
+    text = nixos_configuration(on_vlan, tmp_path)
+    for expected in (r'Kind = "vlan"', r"Id = 42;", r'Name = "lan-port"', r'VLAN = \[\s*"lan"\s*\]', WIRE_MAC):
+        assert re.search(expected, text), "expected pre-nixos.nix to hold %s:\n%s" % (expected, text)
