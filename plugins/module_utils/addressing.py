@@ -176,6 +176,11 @@ def port_name(name):
     return name + PORT_SUFFIX
 
 
+def static_ip_versions(settings):
+    """The IP versions (4, 6) of the static addresses in checked ``settings``."""
+    return {IPNetwork(address).version for address in (settings or {}).get("addresses", [])}
+
+
 def is_static(settings):
     return bool(settings and settings.get("addresses"))
 

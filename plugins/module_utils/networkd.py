@@ -95,7 +95,7 @@ def render_network(name, settings=None):
         lines.extend("Address=%s" % address for address in settings["addresses"])
         lines.extend("Gateway=%s" % gateway for gateway in settings.get("gateways", []))
         lines.extend("DNS=%s" % server for server in settings.get("dns", []))
-        static_ipv6 = any(":" in address for address in settings["addresses"])
+        static_ipv6 = 6 in addressing.static_ip_versions(settings)
         lines.extend(["IPv6AcceptRA=%s" % ("no" if static_ipv6 else "yes"), ""])
         return "\n".join(lines)
     lines.extend(["DHCP=yes", "IPv6AcceptRA=yes"])

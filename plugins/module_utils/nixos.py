@@ -265,8 +265,8 @@ def addressing_config(settings):
     it: DHCP and router advertisements, or the static addresses and gateways (router advertisements only
     while no static IPv6 address is given); the operator's DNS servers either way."""
     if addressing.is_static(settings):
-        network = {"networkConfig": {"DHCP": "no", "IPv6AcceptRA": "no" if 6 in ip_versions(settings) else "yes"},
-                   "address": list(settings["addresses"])}
+        accept_ra = "no" if 6 in addressing.static_ip_versions(settings) else "yes"
+        network = {"networkConfig": {"DHCP": "no", "IPv6AcceptRA": accept_ra}, "address": list(settings["addresses"])}
         if settings["gateways"]:
             network["gateway"] = list(settings["gateways"])
     else:
@@ -334,10 +334,6 @@ def network_settings(lan=None, settings=None):
     return result
 
 
-def ip_versions(settings):
-    return {6 if ":" in address else 4 for address in settings["addresses"]}
-
-
 def addressing_words(settings):
     """``DHCP for IPv4, router advertisements for IPv6`` or ``static 192.0.2.10/24 via 192.0.2.1, ...``."""
     if not addressing.is_static(settings):
@@ -345,7 +341,7 @@ def addressing_words(settings):
     else:
         words = "static %s" % " and ".join(settings["addresses"])
         words += " via %s" % " and ".join(settings["gateways"]) if settings["gateways"] else ", no gateway"
-        versions = ip_versions(settings)
+        versions = addressing.static_ip_versions(settings)
         words += ", no IPv6 router advertisements" if 6 in versions else ", IPv6 from router advertisements"
         if 4 not in versions:
             words += ", no IPv4"

@@ -142,3 +142,9 @@ def test_no_vlan(none):
 
 def test_the_nic_under_a_vlan_named_lan_is_lan_port():
     assert addressing.port_name("lan") == "lan-port"
+
+
+def test_the_ip_versions_of_the_static_addresses():
+    assert addressing.static_ip_versions(addressing.lan_settings(addresses="192.0.2.10/24,2001:db8::10/64")) == {4, 6}
+    assert addressing.static_ip_versions(addressing.lan_settings(addresses=["2001:db8::10/64"])) == {6}
+    assert addressing.static_ip_versions(addressing.lan_settings()) == set()
