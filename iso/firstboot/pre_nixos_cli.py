@@ -492,8 +492,8 @@ def cmd_apply(args, machine):
         raise Refusal("another pre-nixos apply is running")
     plan_file = args.plan or (PLAN_PATH if os.path.isfile(PLAN_PATH) else None)
     # first boot's rule: a wipe needs the boot medium mounted, so that the storage role keeps it out
-    variables, note = firstboot.protect_medium(machine.switches, apply_variables(plan_file, args.wipe, machine.switches),
-                                               mount=machine.mount)
+    variables, note = firstboot.protect_medium(
+        machine.switches, apply_variables(plan_file, args.wipe, machine.switches), mount=machine.mount)
     if args.wipe and not variables["prenixos_storage_wipe"]:
         raise Refusal("--wipe refused, nothing done: " + note)
     if note:
