@@ -4,7 +4,7 @@
 #   molecule/run.sh default      # the named ones
 # Builds the ISO first (seconds when only the collection changed; PRENIXOS_SKIP_ISO_BUILD=1
 # skips it). Each scenario boots QEMU machines (KVM when a probe guest boots with it, software
-# emulation otherwise); logs of the last run: build/molecule-logs/<scenario>/.
+# emulation otherwise); logs of the last run: build/molecule-logs/<scenario>/ and <scenario>.log.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,7 +27,9 @@ failed=()
 summary=()
 for scenario in "${scenarios[@]}"; do
     started=$(date +%s)
-    if molecule test -s "$scenario"; then
+    # The whole output is also kept: tools/test_clock.py prints why a failed scenario failed from it.
+    mkdir -p build/molecule-logs
+    if molecule test -s "$scenario" 2>&1 | tee "build/molecule-logs/$scenario.log"; then
         result=passed
     else
         result=FAILED

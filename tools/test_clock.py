@@ -7,12 +7,15 @@
 Each name before ``--`` is a make target; each after it a Molecule scenario (``molecule/run.sh NAME``,
 the ISO already built). A failing make stage stops the run; a failing scenario does not stop the
 others. At the end: a table of seconds per stage on stdout and ``build/test-times.json``
-(``{"total_s": ..., "stages": {name: seconds}, "failed": [...]}``). The exit status is 1 if any stage failed.
+(``{"total_s": ..., "stages": {name: seconds}, "failed": [...]}``), then, for each failed scenario, the lines
+of its output that say why (``molecule/run.sh`` keeps the whole output in ``build/molecule-logs/NAME.log``): a
+CI runner that shows only the end of the output still shows the reason. The exit status is 1 if any stage failed.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -33,6 +36,22 @@ def table(stages, failed, total):
         lines.append("    %s %8.1f%s" % (name.ljust(width), seconds, "  FAILED" if name in failed else ""))
     lines.append("    %s %8.1f" % ("total".ljust(width), total))
     return "\n".join(lines)
+
+
+# Lines of a scenario's output that say why it failed: Ansible's failed tasks and recap, pytest's failures.
+WHY = re.compile(r"fatal: |FAILED|Executed: Failed|failed=[1-9]|^E +|Error|^(?:\S+\.py):\d+: ")
+
+
+def why_failed(scenario, limit=12, width=300):
+    """The last ``limit`` lines of the scenario's output that say why it failed, each cut to ``width``."""
+    path = os.path.join(ROOT, "build", "molecule-logs", "%s.log" % scenario)
+    try:
+        with open(path, errors="replace") as handle:
+            lines = [line.rstrip() for line in handle if WHY.search(line)]
+    except OSError:
+        return ["(no output kept at %s)" % path]
+    return [line[:width] + (" ..." if len(line) > width else "") for line in lines[-limit:]] or [
+        "(nothing in %s says why; read it whole)" % path]
 
 
 def main(argv):
@@ -56,6 +75,11 @@ def main(argv):
     with open(os.path.join(ROOT, "build", "test-times.json"), "w") as handle:
         json.dump({"total_s": total, "stages": stages, "failed": failed}, handle, indent=2)
         handle.write("\n")
+    for stage in failed:
+        if stage.startswith("scenario "):
+            scenario = stage[len("scenario "):]
+            print("==> why %s failed (build/molecule-logs/%s.log):" % (scenario, scenario), flush=True)
+            print("\n".join("    " + line for line in why_failed(scenario)), flush=True)
     if failed:
         print("==> failed: %s" % ", ".join(failed), file=sys.stderr)
         return 1

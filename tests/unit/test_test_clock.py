@@ -60,3 +60,30 @@ def test_a_failing_scenario_does_not_stop_the_others_and_fails_the_run(ran, caps
     assert [command[-1] for command, _skip in calls] == ["nolink", "fleet"]
     assert times(tmp_path)["failed"] == ["scenario nolink"]
     assert re.search(r"scenario nolink +1\.5  FAILED\n", capsys.readouterr().out)
+
+
+def test_a_failed_scenario_ends_the_output_with_the_lines_that_say_why(ran, capsys):
+    _calls, failing, tmp_path = ran
+    failing.add("olddisks")
+    logs = tmp_path / "build" / "molecule-logs"
+    logs.mkdir(parents=True)
+    logs.joinpath("olddisks.log").write_text(
+        "TASK [Read the file again] ****\n"
+        "fatal: [olddisks]: FAILED! => {\"rc\": 1, \"stderr\": \"" + "x" * 400 + "\"}\n"
+        "PLAY RECAP ****\nolddisks : ok=9 changed=2 unreachable=0 failed=1 skipped=0\n"
+        "INFO     [olddisks > converge] Executed: Failed\n")
+    assert test_clock.main(["--", "olddisks", "fleet"]) == 1
+    out = capsys.readouterr().out
+    why = out[out.index("==> why olddisks failed"):].splitlines()
+    assert why[0] == "==> why olddisks failed (build/molecule-logs/olddisks.log):"
+    assert why[1].startswith("    fatal: [olddisks]: FAILED!") and why[1].endswith(" ...") and len(why[1]) < 320
+    assert why[2] == "    olddisks : ok=9 changed=2 unreachable=0 failed=1 skipped=0"
+    assert why[3] == "    INFO     [olddisks > converge] Executed: Failed" and len(why) == 4
+    assert "==> why fleet" not in out
+
+
+def test_a_failed_scenario_without_kept_output_says_so(ran, capsys):
+    _calls, failing, _tmp_path = ran
+    failing.add("nolink")
+    assert test_clock.main(["--", "nolink"]) == 1
+    assert "(no output kept at " in capsys.readouterr().out
