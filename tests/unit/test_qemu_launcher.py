@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import pytest
@@ -109,3 +110,65 @@ def test_md_syncs_that_cannot_be_held_stop_the_launcher_with_the_reason(monkeypa
     state = {"name": "m", "ssh_port": 2222, "machine": qemu.normalise({"name": "m", "md_sync_kbps": 1000})}
     with pytest.raises(SystemExit, match="could not hold the md syncs of m to 1000 KiB/s: no md_mod"):
         qemu.limit_md_sync(state, "/key")
+
+
+@pytest.mark.parametrize("firmware, expected, unexpected", [
+    ("uefi", ["OVMF_CODE_4M.fd", "q35"], ["smm=on", "property=secure"]),
+    ("uefi-secureboot", ["OVMF_CODE_4M.ms.fd", "q35,smm=on", "driver=cfi.pflash01,property=secure,value=on"],
+     ["OVMF_CODE_4M.fd"]),
+    ("bios", ["q35"], ["if=pflash", "smm=on"]),
+])
+def test_each_firmware_has_its_flash_or_none(tmp_path, firmware, expected, unexpected):
+    machine = qemu.normalise({"name": "m", "firmware": firmware})
+    line = " ".join(qemu.qemu_args(machine, "/x.iso", str(tmp_path), "tcg", 2222))
+    assert all(part in line for part in expected), line
+    assert not any(part in line for part in unexpected), line
+
+
+@pytest.mark.parametrize("boot, device", [
+    ("usb", "usb-storage,bus=xhci.0,drive=medium,removable=on,serial=pn-medium,bootindex=0"),
+    ("sata", "ide-hd,bus=ide.0,drive=medium,serial=pn-medium,bootindex=0"),
+    ("nvme", "nvme,drive=medium,serial=pn-medium,bootindex=0"),
+])
+def test_the_image_as_a_stick_or_a_disk_is_a_writable_copy_that_boots_first(tmp_path, boot, device):
+    machine = qemu.normalise({"name": "m", "boot": boot})
+    args = qemu.qemu_args(machine, "/x.iso", str(tmp_path), "tcg", 2222)
+    drive = args[args.index("-device", args.index(device) - 1) - 1]
+    assert drive == "file=%s,format=raw,if=none,id=medium" % tmp_path.joinpath("medium.img"), args
+    assert "/x.iso" not in " ".join(args)
+
+
+def test_a_cd_is_the_iso_itself_read_only(tmp_path):
+    args = qemu.qemu_args(qemu.normalise({"name": "m"}), "/x.iso", str(tmp_path), "tcg", 2222)
+    assert "file=/x.iso,format=raw,if=none,id=medium,readonly=on,media=cdrom" in args
+    assert "ide-cd,bus=ide.0,drive=medium,bootindex=0" in args
+
+
+@pytest.mark.parametrize("machine, message", [
+    ({"firmware": "coreboot"}, "firmware 'coreboot': must be one of uefi, uefi-secureboot, bios"),
+    ({"boot": "floppy"}, "boot 'floppy': must be one of cdrom, usb, sata, nvme"),
+    ({"grub_append": "prenixos.wipe=1", "kernel_args": ""}, "grub_append is typed at the GRUB menu"),
+    ({"grub_append": "prenixos.wipe=1", "serial": False}, "grub_append is typed at the GRUB menu"),
+])
+def test_unknown_firmware_media_and_menu_typing_without_a_menu_are_refused(machine, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        qemu.normalise(dict(machine, name="m"))
+
+
+def test_the_switch_is_typed_into_the_first_entry_once_grub_shows_its_menu():
+    import socket as socket_module
+    ours, guest = socket_module.socketpair()
+    guest.sendall(b"BdsDxe: starting\r\n")
+    guest.sendall(b"\x1b[2;24HGNU GRUB  version 2.06\r\n")
+    qemu.append_at_grub_menu(ours, "prenixos.wipe=1", timeout=5, pause=0)
+    guest.settimeout(1)
+    typed = b""
+    while True:
+        try:
+            data = guest.recv(1024)
+        except TimeoutError:
+            break
+        if not data:
+            break
+        typed += data
+    assert typed == b"e\x0e\x05 prenixos.wipe=1\x18"

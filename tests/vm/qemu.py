@@ -18,7 +18,14 @@ Used by ``iso/demo.sh`` and by the Molecule scenarios (``molecule/shared/create.
                                       # no DHCP, no SSH); "mac" sets any NIC's MAC
                                       # {"link": false, "link_up": {"after": "REGEX", "delay": 20}}:
                                       # down at start, up DELAY s after REGEX shows on the serial console
-     "boot": "cdrom",                 # or "usb": the ISO as a USB stick
+     "firmware": "uefi",              # or "uefi-secureboot" (OVMF with Microsoft's keys enrolled,
+                                      # Secure Boot on), or "bios" (SeaBIOS, legacy boot)
+     "boot": "cdrom",                 # the ISO on a CD drive (read-only); "usb": as a USB stick,
+                                      # "sata" or "nvme": as a disk (BMC virtual media that shows up as
+                                      # one); those three are a writable copy (medium.img in the workdir)
+     "grub_append": None,             # a string: typed at the GRUB menu on the serial console, at the
+                                      # end of the first entry's kernel line (e, Ctrl-N, Ctrl-E, text, Ctrl-X),
+                                      # as an operator adds a switch; not with kernel_args
      "kernel_args": None,             # a string: boot the ISO's kernel and system directly
                                       # (still UEFI, medium attached) with the boot menu's
                                       # arguments plus these, e.g. "prenixos.storage=plan"
@@ -71,16 +78,19 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.join(ROOT, "build")
 QEMU = "qemu-system-x86_64"
-OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+# Firmware: (code, variables) for OVMF; SeaBIOS (QEMU's default) for "bios".
+OVMF = {"uefi": ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
+        "uefi-secureboot": ("/usr/share/OVMF/OVMF_CODE_4M.ms.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd")}
+FIRMWARES = tuple(OVMF) + ("bios",)
+MEDIA = ("cdrom", "usb", "sata", "nvme")
 KINDS = ("ssd", "hdd", "nvme", "usb")
 ROTATION = {"ssd": 1, "hdd": 7200}
 # Kernel arguments are the image's business; the launcher only decides hardware.
 
 MACHINES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "machines")
 # What a machine description leaves out.
-DEFAULTS = {"memory": 2048, "cpus": 2, "disks": [], "nics": [{"link": True}], "boot": "cdrom",
-            "kernel_args": None, "serial": True, "md_sync_kbps": None}
+DEFAULTS = {"memory": 2048, "cpus": 2, "disks": [], "nics": [{"link": True}], "firmware": "uefi", "boot": "cdrom",
+            "grub_append": None, "kernel_args": None, "serial": True, "md_sync_kbps": None}
 
 
 def load_machine(spec):
@@ -158,6 +168,13 @@ def size_bytes(size):
 
 def normalise(machine):
     machine = dict(DEFAULTS, **machine)
+    if machine["firmware"] not in FIRMWARES:
+        raise ValueError("firmware %r: must be one of %s" % (machine["firmware"], ", ".join(FIRMWARES)))
+    if machine["boot"] not in MEDIA:
+        raise ValueError("boot %r: must be one of %s" % (machine["boot"], ", ".join(MEDIA)))
+    if machine["grub_append"] is not None and (machine["kernel_args"] is not None or not machine["serial"]):
+        raise ValueError("grub_append is typed at the GRUB menu on the serial console: it needs serial: true and"
+                         " no kernel_args (a direct kernel boot has no menu)")
     for disk in machine["disks"]:
         if disk.get("kind") not in KINDS:
             raise ValueError("disk %r: kind must be one of %s" % (disk, ", ".join(KINDS)))
@@ -203,12 +220,18 @@ def free_port():
 
 def qemu_args(machine, iso, workdir, accel, port):
     """The QEMU command line for ``machine`` (disk files must exist already)."""
-    args = [QEMU, "-name", machine["name"], "-machine", "q35", *accel_args(accel),
+    firmware = machine.get("firmware", "uefi")
+    secure = firmware == "uefi-secureboot"
+    args = [QEMU, "-name", machine["name"], "-machine", "q35,smm=on" if secure else "q35", *accel_args(accel),
             "-smp", str(machine["cpus"]), "-m", str(machine["memory"]),
-            "-nodefaults", "-display", "none", "-vga", "std",
-            "-drive", "if=pflash,format=raw,unit=0,readonly=on,file=%s" % OVMF_CODE,
-            "-drive", "if=pflash,format=raw,unit=1,file=%s" % os.path.join(workdir, "OVMF_VARS.fd"),
-            "-qmp", "unix:%s,server=on,wait=off" % os.path.join(workdir, "qmp.sock"),
+            "-nodefaults", "-display", "none", "-vga", "std"]
+    if secure:
+        # Secure Boot's variables are writable only from SMM: the flash is locked to it.
+        args += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
+    if firmware in OVMF:
+        args += ["-drive", "if=pflash,format=raw,unit=0,readonly=on,file=%s" % OVMF[firmware][0],
+                 "-drive", "if=pflash,format=raw,unit=1,file=%s" % os.path.join(workdir, "OVMF_VARS.fd")]
+    args += ["-qmp", "unix:%s,server=on,wait=off" % os.path.join(workdir, "qmp.sock"),
             "-pidfile", os.path.join(workdir, "qemu.pid"),
             "-daemonize", "-S",
             "-device", "virtio-scsi-pci,id=scsi0",
@@ -223,11 +246,15 @@ def qemu_args(machine, iso, workdir, accel, port):
     # The boot medium comes first in the firmware's boot order.
     # (With a direct kernel boot, the kernel loader holds boot index 0.)
     index = 1 if machine.get("kernel_args") is not None else 0
-    medium = "file=%s,format=raw,if=none,id=medium,readonly=on" % iso
-    if machine.get("boot", "cdrom") == "usb":
-        args += ["-drive", medium, "-device", "usb-storage,bus=xhci.0,drive=medium,removable=on,bootindex=%d" % index]
+    boot = machine.get("boot", "cdrom")
+    if boot == "cdrom":
+        args += ["-drive", "file=%s,format=raw,if=none,id=medium,readonly=on,media=cdrom" % iso,
+                 "-device", "ide-cd,bus=ide.0,drive=medium,bootindex=%d" % index]
     else:
-        args += ["-drive", medium + ",media=cdrom", "-device", "ide-cd,bus=ide.0,drive=medium,bootindex=%d" % index]
+        args += ["-drive", "file=%s,format=raw,if=none,id=medium" % medium_path(workdir),
+                 "-device", {"usb": "usb-storage,bus=xhci.0,drive=medium,removable=on,serial=pn-medium",
+                             "sata": "ide-hd,bus=ide.0,drive=medium,serial=pn-medium",
+                             "nvme": "nvme,drive=medium,serial=pn-medium"}[boot] + ",bootindex=%d" % index]
     counters = dict.fromkeys(KINDS, 0)
     for index, disk in enumerate(machine["disks"]):
         kind = disk["kind"]
@@ -256,6 +283,11 @@ def qemu_args(machine, iso, workdir, accel, port):
         nic_device = "virtio-net-pci,netdev=net%d,id=nic%d,mac=%s,romfile=" % (index, index, mac)
         args += ["-netdev", netdev, "-device", nic_device]
     return args
+
+
+def medium_path(workdir):
+    """The image as a stick or a disk: a writable copy, so that a test can prove nothing wrote to it."""
+    return os.path.join(workdir, "medium.img")
 
 
 def disk_device(kind, drive, serial):
@@ -338,7 +370,10 @@ def start(machine, iso, workdir, accel=None, keep_disks=False, port=None):
     for stale in ("serial.log", "serial.sock", "qmp.sock", "qemu.pid"):
         if os.path.lexists(os.path.join(workdir, stale)):
             os.unlink(os.path.join(workdir, stale))
-    shutil.copyfile(OVMF_VARS, os.path.join(workdir, "OVMF_VARS.fd"))
+    if machine["firmware"] in OVMF:
+        shutil.copyfile(OVMF[machine["firmware"]][1], os.path.join(workdir, "OVMF_VARS.fd"))
+    if machine["boot"] != "cdrom" and not (keep_disks and os.path.exists(medium_path(workdir))):
+        shutil.copyfile(iso, medium_path(workdir))
     for index, disk in enumerate(machine["disks"]):
         path = os.path.join(workdir, "disk%d.img" % index)
         if keep_disks and os.path.exists(path):
@@ -363,8 +398,11 @@ def start(machine, iso, workdir, accel=None, keep_disks=False, port=None):
         for index, nic in enumerate(machine["nics"]):
             if not nic.get("link", True):
                 qmp.command("set_link", name="nic%d" % index, up=False)
+        typist = serial_typist(workdir) if machine["grub_append"] else None
         qmp.command("cont")
         qmp.close()
+        if typist:
+            append_at_grub_menu(typist, machine["grub_append"])
         for index, nic in enumerate(machine["nics"]):
             if nic.get("link_up"):
                 start_link_up(workdir, index, nic["link_up"])
@@ -379,6 +417,49 @@ def start(machine, iso, workdir, accel=None, keep_disks=False, port=None):
     log("started %s: pid %s, ssh on 127.0.0.1:%d, serial log %s" % (
         machine["name"], state["pid"], port, state["serial_log"]))
     return state
+
+
+def serial_typist(workdir, timeout=10):
+    """A connection to the serial console's socket, made before the guest runs so that nothing is missed."""
+    sock = socket.socket(socket.AF_UNIX)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sock.connect(os.path.join(workdir, "serial.sock"))
+            return sock
+        except OSError:
+            if time.monotonic() > deadline:
+                sock.close()
+                raise
+            time.sleep(0.1)
+
+
+def append_at_grub_menu(sock, text, timeout=300, pause=0.5):
+    """Wait for GRUB's menu on the serial console, then add ``text`` to the first entry's kernel line and boot.
+
+    The keys an operator types: ``e`` (edit the entry; this also stops the countdown), Ctrl-N (the next line:
+    the entry's ``linux`` line follows its ``echo``), Ctrl-E (end of line), the text, Ctrl-X (boot).
+    """
+    seen = b""
+    deadline = time.monotonic() + timeout
+    sock.settimeout(1)
+    try:
+        while b"GNU GRUB" not in seen:
+            if time.monotonic() > deadline:
+                raise SystemExit("no GRUB menu on the serial console within %d s" % timeout)
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                raise SystemExit("the serial console closed before GRUB's menu showed")
+            seen = seen[-64:] + data
+        for keys in (b"e", b"\x0e", b"\x05", b" " + text.encode(), b"\x18"):
+            sock.sendall(keys)
+            time.sleep(pause)
+    finally:
+        sock.close()
+    log("typed at the GRUB menu: %s" % text)
 
 
 def hotplug(workdir, node, path, kind, serial, device_id):
@@ -454,7 +535,7 @@ def prepare(machine, iso, workdir, key, script, accel=None, timeout=900):
     """Give the disks a past before the real boot: boot with ``prenixos.firstboot=0``, run ``script``
     (bash, as root) in the guest, power it off. The next ``start(..., keep_disks=True)`` finds the disks so."""
     quiet = dict(machine, kernel_args=" ".join(filter(None, [machine.get("kernel_args"), "prenixos.firstboot=0"])),
-                 nics=[{"link": True}], disks=[dict(disk, gone=False) for disk in machine["disks"]])
+                 nics=[{"link": True}], disks=[dict(disk, gone=False) for disk in machine["disks"]], grub_append=None)
     state = start(quiet, iso, workdir, accel)
     try:
         wait_ssh(workdir, key, timeout)
@@ -688,6 +769,7 @@ def restart(workdir, kernel_args=None):
         os.replace(state["serial_log"], os.path.join(workdir, "serial-boot%d.log" % boot))
     if kernel_args is not None:
         machine["kernel_args"] = kernel_args
+        machine["grub_append"] = None
     return start(machine, state["iso"], workdir, state["accel"], keep_disks=True, port=state["ssh_port"])
 
 
