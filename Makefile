@@ -15,9 +15,9 @@ export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 SANITY_DIR := $(BUILD)/sanity/ansible_collections/prenixos/baseline
 SANITY_HOME := $(BUILD)/sanity-home
 APT_PACKAGES := python3-venv nix-bin qemu-system-x86 qemu-utils ovmf mmdebstrap squashfs-tools xorriso mtools \
-	grub-efi-amd64-bin grub-pc-bin dosfstools openssh-client zstd cpio
+	grub-pc-bin dosfstools openssh-client zstd cpio
 
-.PHONY: help deps venv lint ruff ansible-lint sanity unit molecule test test-all iso demo bench build clean
+.PHONY: help deps venv lint ruff ansible-lint sanity unit molecule test test-all iso iso-options demo bench build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -72,7 +72,7 @@ build: venv ## Build the collection tarball into build/
 # every storage promise under real faults (olddisks, resume: power cuts, a pulled disk). nolink (no link at
 # boot) runs in make test-all, which is run on the final code before an issue that changes the image, the
 # roles or the scenarios is resolved.
-STAGES := deps venv lint sanity unit build iso
+STAGES := deps venv lint sanity unit build iso iso-options
 SCENARIOS := $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml))
 CORE_SCENARIOS := $(filter default fleet olddisks threenics edited resume,$(SCENARIOS))
 
@@ -84,6 +84,11 @@ test-all: ## The same with every scenario
 
 iso: deps venv ## Build build/pre-nixos.iso (SSH_KEY=path.pub to bake in your key)
 	bash iso/build.sh
+
+iso-options: deps venv ## Build an image with CONSOLE="ttyS1,57600" AUTOLOGIN=0 (build/options/) and check it has those settings
+	CONSOLE="ttyS1,57600" AUTOLOGIN=0 BUILD_DIR=$(BUILD)/options CACHE_DIR=$(BUILD)/cache \
+		SSH_KEY=$(BUILD)/id_ed25519.pub bash iso/build.sh
+	$(BIN)/pytest -q -p no:cacheprovider tests/image --iso $(BUILD)/options/pre-nixos.iso
 
 demo: iso ## Boot the ISO in QEMU with the default machine and stream its console
 	bash iso/demo.sh

@@ -4,6 +4,8 @@
 #
 #   iso/build.sh                      # key: build/id_ed25519 (made on first use)
 #   SSH_KEY="a.pub b.pub" iso/build.sh   # bake these public keys in instead
+#   CONSOLE="ttyS1,57600" AUTOLOGIN=0 iso/build.sh   # serial console(s) and no root autologin
+#                                     # (iso/boot_config.py says what each does; default ttyS0,115200 and 1)
 #
 # Three stages, timed:
 #   1. OS layer   Debian bookworm (mmdebstrap) + ansible-core as a zstd cpio, cached under
@@ -11,14 +13,16 @@
 #                 stage's code): rebuilt only when those change.
 #   2. layer      the collection (built from this checkout), the first-boot unit and the keys,
 #                 as a second small cpio.
-#   3. ISO        GRUB (serial + screen) loads the kernel and both cpios as one initramfs.
+#   3. ISO        GRUB (serial + screen) loads the kernel and both cpios as one initramfs: Debian's
+#                 signed shim and GRUB under UEFI (Secure Boot on or off), GRUB's core image under BIOS.
 # Needs root (mmdebstrap, chroot). Installs its Debian packages when they are missing.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 iso_src=$repo/iso
 build=${BUILD_DIR:-$repo/build}
-cache=$build/cache
+# OS layers and the signed boot files, kept between builds (another BUILD_DIR may share them).
+cache=${CACHE_DIR:-$build/cache}
 out=$build/pre-nixos.iso
 venv=${VENV:-$repo/.venv}
 # The collection baked into the image: this checkout, unless another one is named.
@@ -28,12 +32,15 @@ mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 security_mirror=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 # Extra kernel arguments for every boot entry (init_on_alloc=0 measured no faster here: docs/iso.md).
 kernel_args=${KERNEL_ARGS-}
+# The serial consoles (beside the screen) and whether root is logged in on them: iso/boot_config.py.
+console=${CONSOLE:-ttyS0,115200}
+autologin=${AUTOLOGIN:-1}
 # OS layer compression: -19 with a 128 MiB match window (--long=27) is 13 % smaller than -9
 # --long=27 and costs ~5 min of build once per OS layer (cached); the kernel's initramfs unpacker
 # takes windows up to 128 MiB (2^27), so never raise --long above 27.
 zstd_level=${ZSTD_LEVEL:-19}
 
-APT_NEEDS=(mmdebstrap cpio zstd xorriso mtools grub-efi-amd64-bin grub-pc-bin grub-common dosfstools openssh-client)
+APT_NEEDS=(mmdebstrap cpio zstd xorriso mtools grub-pc-bin grub-common dosfstools openssh-client)
 
 # Scratch directories of this run (named with its PID), removed however it ends.
 scratch_dir() { mktemp -d "$build/$1.$$.XXXXXX"; }
@@ -162,11 +169,14 @@ build_layer() {
     collect_keys "$work/keys"
     install -m 0644 "$work/keys" "$root/etc/pre-nixos/authorized_keys"
     install -m 0600 "$work/keys" "$root/root/.ssh/authorized_keys"
+    python3 "$iso_src/boot_config.py" gettys --root "$root" --console "$console" --autologin "$autologin"
     {
         echo "version: $(basename "$tarball" .tar.gz | sed 's/^prenixos-baseline-//')"
         echo "commit: $(git -C "$collection_dir" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$collection_dir" diff --quiet HEAD 2>/dev/null || echo '+changes')"
         echo "built: $(date -u +%FT%TZ)"
         echo "os layer: $os_key"
+        echo "console: $console"
+        echo "autologin: $autologin"
     } > "$root/etc/pre-nixos/build-info"
     (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --reproducible -R 0:0) \
         | zstd -q -f -T0 -19 -o "$dest"
@@ -174,20 +184,76 @@ build_layer() {
 }
 
 # ---------------------------------------------------------------- stage 3: the ISO
+# Debian's signed boot chain for UEFI, as Debian's own installer media use it: shim (signed by Microsoft,
+# so Secure Boot with Microsoft's keys lets it run) starts GRUB for CD/USB (signed by Debian), which finds
+# the medium by /.disk/info, reads /boot/grub/grub.cfg and has shim check the kernel's signature (Debian's).
+# Taken with apt-get download (never installed: their scripts would touch this machine's boot loader) and
+# kept under build/cache/ by package version.
+SIGNED_BOOT_PACKAGES=(shim-signed shim-helpers-amd64-signed grub-efi-amd64-signed)
+
+signed_boot_files() {
+    local versions dest work deb
+    versions=$(apt-cache policy "${SIGNED_BOOT_PACKAGES[@]}" 2>/dev/null | sed -n 's/^  Candidate: //p' | tr '\n' ' ')
+    if [[ $versions != *[0-9]*' '*[0-9]*' '*[0-9]* ]]; then
+        apt-get update -q >&2
+        versions=$(apt-cache policy "${SIGNED_BOOT_PACKAGES[@]}" | sed -n 's/^  Candidate: //p' | tr '\n' ' ')
+    fi
+    dest=$cache/signed-boot-$(echo "$versions" | sha256sum | cut -c1-12)
+    if [[ ! -s $dest/grubx64.efi ]]; then
+        work=$(scratch_dir signed-boot)
+        (cd "$work" && apt-get download -q -o APT::Sandbox::User=root "${SIGNED_BOOT_PACKAGES[@]}" >&2)
+        for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$work/x"; done
+        mkdir -p "$work/out"
+        cp "$work/x/usr/lib/shim/shimx64.efi.signed" "$work/out/BOOTX64.EFI"
+        cp "$work/x/usr/lib/shim/mmx64.efi.signed" "$work/out/mmx64.efi"
+        cp "$work/x/usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed" "$work/out/grubx64.efi"
+        echo "${SIGNED_BOOT_PACKAGES[*]}: $versions" > "$work/out/versions"
+        rm -rf "$dest"
+        mv "$work/out" "$dest"
+        rm -rf "$work"
+    fi
+    echo "$dest"
+}
+
+# The FAT image UEFI boots from (El Torito on a CD, the second partition on a stick or disk).
+make_efi_image() {
+    local image=$1 signed=$2 kib
+    kib=$(( $(du -ck "$signed"/*.EFI "$signed"/*.efi | tail -n1 | cut -f1) + 128 ))
+    rm -f "$image"
+    mkfs.vfat -C -n PRENIXOSEFI "$image" "$kib" > /dev/null
+    mmd -i "$image" ::/EFI ::/EFI/BOOT
+    mcopy -i "$image" "$signed/BOOTX64.EFI" "$signed/grubx64.efi" "$signed/mmx64.efi" ::/EFI/BOOT/
+}
+
+# Legacy BIOS: one GRUB core image with every module the menu uses (no module directory on the medium).
+BIOS_GRUB_MODULES=(biosdisk iso9660 part_msdos part_gpt normal configfile linux echo test probe search
+    search_fs_uuid search_fs_file serial terminal minicmd)
+
 build_iso() {
-    local work size_mib version
+    local work tree size_mib version signed
     work=$(scratch_dir iso)
-    mkdir -p "$work/tree/boot/grub"
-    cp "$os_dir/vmlinuz" "$work/tree/boot/vmlinuz"
-    cp "$os_dir/os.cpio.zst" "$work/tree/boot/os.cpio.zst"
-    cp "$build/layer.cpio.zst" "$work/tree/boot/layer.cpio.zst"
-    size_mib=$(du -cm "$work"/tree/boot/* | tail -n1 | cut -f1)
+    tree=$work/tree
+    mkdir -p "$tree/boot/grub" "$tree/.disk"
+    cp "$os_dir/vmlinuz" "$tree/boot/vmlinuz"
+    cp "$os_dir/os.cpio.zst" "$tree/boot/os.cpio.zst"
+    cp "$build/layer.cpio.zst" "$tree/boot/layer.cpio.zst"
+    size_mib=$(du -cm "$tree"/boot/* | tail -n1 | cut -f1)
     version=$(sed -n 's/^version: //p' "$repo/galaxy.yml")
-    sed -e "s|@KERNEL_ARGS@|$kernel_args|" -e "s|@VERSION@|$version|" -e "s|@SIZE_MIB@|$size_mib|" \
-        "$iso_src/grub/grub.cfg" > "$work/tree/boot/grub/grub.cfg"
-    grub-mkrescue --quiet --output="$work/pre-nixos.iso" --compress=xz --fonts= --locales= --themes= \
-        "$work/tree" -- -volid PRENIXOS 2>&1 | grep -v '^xorriso : UPDATE' >&2 || true
-    [[ -s $work/pre-nixos.iso ]] || { echo "grub-mkrescue made no ISO" >&2; exit 1; }
+    python3 "$iso_src/boot_config.py" grub --template "$iso_src/grub/grub.cfg" --out "$tree/boot/grub/grub.cfg" \
+        --console "$console" --version "$version" --size-mib "$size_mib" --kernel-args "$kernel_args"
+    echo "pre-nixos baseline $version" > "$tree/.disk/info"
+    signed=$(signed_boot_files)
+    log "UEFI boot chain: $(cat "$signed/versions")"
+    make_efi_image "$tree/boot/efi.img" "$signed"
+    grub-mkimage -O i386-pc-eltorito -p /boot/grub -o "$tree/boot/grub/bios.img" "${BIOS_GRUB_MODULES[@]}"
+    # A hybrid image (as grub-mkrescue lays it out): El Torito for BIOS and UEFI on a CD, and an MBR, a
+    # protective GPT and the FAT image as a partition of its own for a stick or a disk.
+    xorriso -as mkisofs -quiet -graft-points -volid PRENIXOS -r \
+        -b boot/grub/bios.img -no-emul-boot -boot-load-size 4 -boot-info-table \
+        --grub2-boot-info --grub2-mbr /usr/lib/grub/i386-pc/boot_hybrid.img \
+        --efi-boot boot/efi.img -efi-boot-part --efi-boot-image --protective-msdos-label \
+        -o "$work/pre-nixos.iso" "$tree"
+    [[ -s $work/pre-nixos.iso ]] || { echo "xorriso made no ISO" >&2; exit 1; }
     mv "$work/pre-nixos.iso" "$out"
     rm -rf "$work"
 }
@@ -195,6 +261,8 @@ build_iso() {
 main() {
     mkdir -p "$build" "$cache"
     ensure_tools
+    # The build options are checked before anything is built.
+    python3 "$iso_src/boot_config.py" gettys --root "$(scratch_dir options)" --console "$console" --autologin "$autologin"
 
     stage "1/3: OS layer"
     os_key=$(os_layer_key)
