@@ -104,15 +104,33 @@ def progress_line(phase, state, reason):
     return "pre-nixos: %-14s %s%s" % (phase, state, (": " + reason) if reason else "")
 
 
-def announce(console, phase, state, reason):
-    """The progress line on ``console``; a missing or unwritable console is ignored."""
-    if not console:
-        return
+# The kernel's consoles, in the order of its console= arguments; the last one is /dev/console.
+ACTIVE_CONSOLES = "/sys/class/tty/console/active"
+
+
+def console_devices(console, active_path=ACTIVE_CONSOLES):
+    """Where a line for ``console`` goes: ``/dev/console`` stands for every console the kernel writes to (the
+    screen and each serial port it was given, e.g. ``console=tty0 console=ttyS1,57600``), any other path for
+    itself. When the kernel's list cannot be read, ``/dev/console`` alone."""
+    if console != "/dev/console":
+        return [console] if console else []
     try:
-        with open(console, "w") as handle:
-            handle.write(progress_line(phase, state, reason) + "\n")
+        with open(active_path) as handle:
+            names = handle.read().split()
     except OSError:
-        pass
+        names = []
+    return ["/dev/%s" % name for name in names] or [console]
+
+
+def announce(console, phase, state, reason):
+    """The progress line on ``console`` (every kernel console for ``/dev/console``); a missing or unwritable
+    console is skipped."""
+    for device in console_devices(console):
+        try:
+            with open(device, "w") as handle:
+                handle.write(progress_line(phase, state, reason) + "\n")
+        except OSError:
+            pass
 
 
 def issue_text(existing, phase, state, reason):

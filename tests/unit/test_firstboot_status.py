@@ -175,3 +175,20 @@ def test_a_phase_line_never_takes_the_lan_modules_lines_with_it():
     failed = status.issue_text(lan_lines, "lan", "failed", "no carrier")
     assert failed == lan_lines.rstrip("\n") + "\n\npre-nixos: lan failed: no carrier\n\n"
     assert status.issue_text(failed, "lan", "done", "") == lan_lines
+
+
+def test_dev_console_stands_for_every_console_the_kernel_writes_to(tmp_path):
+    active = tmp_path / "active"
+    active.write_text("tty0 ttyS1\n")
+    assert status.console_devices("/dev/console", str(active)) == ["/dev/tty0", "/dev/ttyS1"]
+    assert status.console_devices("/dev/console", str(tmp_path / "missing")) == ["/dev/console"]
+    assert status.console_devices("/dev/ttyS0", str(active)) == ["/dev/ttyS0"]
+    assert status.console_devices("", str(active)) == []
+
+
+def test_the_progress_line_goes_to_each_console_and_a_missing_one_is_skipped(tmp_path, monkeypatch):
+    screen, serial = tmp_path / "tty0", tmp_path / "ttyS1"
+    monkeypatch.setattr(status, "console_devices",
+                        lambda console: [str(screen), str(tmp_path / "gone" / "ttyS0"), str(serial)])
+    status.announce("/dev/console", "lan", "running", "")
+    assert screen.read_text() == serial.read_text() == "pre-nixos: lan            running\n"
