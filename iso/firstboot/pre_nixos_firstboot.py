@@ -328,17 +328,18 @@ def main():
             note("first boot starts; log %s, status %s" % (log_path, STATUS_PATH))
             for warning in warnings:
                 note("WARNING: kernel command line: %s" % warning)
+            note("waiting for udev to finish discovering devices")
+            subprocess.run(["udevadm", "settle", "--timeout=120"], check=False)
+            # Even when first boot does nothing: a playbook run over SSH later must know the medium too.
+            variables, medium_note = protect_medium(switches, variables)
+            if medium_note:
+                note(medium_note)
             if switches.get("prenixos.firstboot") == "0":
-                note("prenixos.firstboot=0 on the kernel command line: doing nothing")
+                note("prenixos.firstboot=0 on the kernel command line: doing nothing else")
                 status = skip_everything(status, "prenixos.firstboot=0 on the kernel command line")
                 return 0
             given = ", ".join("%s=%s" % kv for kv in sorted(status["switches"].items()))
             note("switches: %s" % (given or "none (playbook defaults)"))
-            note("waiting for udev to finish discovering devices")
-            subprocess.run(["udevadm", "settle", "--timeout=120"], check=False)
-            variables, medium_note = protect_medium(switches, variables)
-            if medium_note:
-                note(medium_note)
             rc = run_playbook(variables, log, mitogen=switches.get("prenixos.mitogen") != "0")
         except Exception as error:  # the status file must still be closed
             note("ERROR: %s: %s" % (type(error).__name__, error))
