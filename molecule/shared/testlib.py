@@ -3,6 +3,7 @@
 """Helpers for the scenarios' testinfra tests."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -67,13 +68,47 @@ def unit_properties(host, unit, *names):
     return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
 
 
-def serial_log(name=None):
-    """What the guest printed on its serial console so far (the launcher's log on this host)."""
+def workdir(name=None):
+    """The launcher's directory of the scenario's machine on this host (serial log, disk files, vm.json)."""
     root = os.environ.get("MOLECULE_PROJECT_DIRECTORY") or os.path.join(os.path.dirname(__file__), "..", "..")
     scenario = os.environ.get("MOLECULE_SCENARIO_NAME", "default")
-    path = os.path.join(root, "build", "molecule", scenario, scenario_platform(name)["name"], "serial.log")
-    with open(path, "rb") as handle:
+    return os.path.join(root, "build", "molecule", scenario, scenario_platform(name)["name"])
+
+
+def serial_log(name=None):
+    """What the guest printed on its serial console so far (the launcher's log on this host)."""
+    with open(os.path.join(workdir(name), "serial.log"), "rb") as handle:
         return handle.read().decode(errors="replace")
+
+
+SECURE_BOOT_VARIABLE = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
+
+
+def firmware(host):
+    """How the guest booted, as it sees it: ``bios``, ``uefi`` or ``uefi-secureboot`` (its SecureBoot variable)."""
+    if not host.file("/sys/firmware/efi").exists:
+        return "bios"
+    value = host.run("od -An -tu1 %s" % SECURE_BOOT_VARIABLE).stdout.split()
+    return "uefi-secureboot" if value[-1:] == ["1"] else "uefi"
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def boot_medium(host, name=None):
+    """The image as a stick or a disk (serial pn-medium): its kernel name in the guest, why the plan left it
+    out, and whether its file on this host is still, byte for byte, what the launcher copied from the ISO."""
+    kernel_name = disks_by_serial(host).get("pn-medium")
+    excluded = {item["disk"]: item["reason"] for item in plan(host).get("excluded", [])}
+    with open(os.path.join(workdir(name), "medium.sha256")) as handle:
+        copied = handle.read().strip()
+    return {"name": kernel_name, "excluded": excluded.get(kernel_name),
+            "unchanged": sha256(os.path.join(workdir(name), "medium.img")) == copied}
 
 
 def first_boot_status(host):

@@ -147,28 +147,50 @@ def test_a_cd_is_the_iso_itself_read_only(tmp_path):
 @pytest.mark.parametrize("machine, message", [
     ({"firmware": "coreboot"}, "firmware 'coreboot': must be one of uefi, uefi-secureboot, bios"),
     ({"boot": "floppy"}, "boot 'floppy': must be one of cdrom, usb, sata, nvme"),
-    ({"grub_append": "prenixos.wipe=1", "kernel_args": ""}, "grub_append is typed at the GRUB menu"),
-    ({"grub_append": "prenixos.wipe=1", "serial": False}, "grub_append is typed at the GRUB menu"),
+    ({"grub_append": "prenixos.wipe=1", "kernel_args": ""}, "grub_entry and grub_append are typed at the GRUB menu"),
+    ({"grub_entry": 2, "serial": False}, "grub_entry and grub_append are typed at the GRUB menu"),
+    ({"console": "ttyS2"}, "console 'ttyS2': must be ttyS0 or ttyS1"),
 ])
 def test_unknown_firmware_media_and_menu_typing_without_a_menu_are_refused(machine, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         qemu.normalise(dict(machine, name="m"))
 
 
-def test_the_switch_is_typed_into_the_first_entry_once_grub_shows_its_menu():
+def typed_at_menu(entry, text):
     import socket as socket_module
     ours, guest = socket_module.socketpair()
     guest.sendall(b"BdsDxe: starting\r\n")
     guest.sendall(b"\x1b[2;24HGNU GRUB  version 2.06\r\n")
-    qemu.append_at_grub_menu(ours, "prenixos.wipe=1", timeout=5, pause=0)
+    qemu.type_at_grub_menu(ours, entry, text, timeout=5, pause=0)
     guest.settimeout(1)
     typed = b""
     while True:
-        try:
-            data = guest.recv(1024)
-        except TimeoutError:
-            break
+        data = guest.recv(1024)
         if not data:
-            break
+            return typed
         typed += data
-    assert typed == b"e\x0e\x05 prenixos.wipe=1\x18"
+
+
+@pytest.mark.parametrize("entry, text, keys", [
+    (0, "prenixos.wipe=1", b"e\x0e\x0e\x0e\x05 prenixos.wipe=1\x18"),
+    (3, "prenixos.backups=1", b"\x0e\x0e\x0ee\x0e\x0e\x0e\x05 prenixos.backups=1\x18"),
+    (2, None, b"\x0e\x0e\r"),
+])
+def test_the_entry_is_chosen_and_the_switch_typed_once_grub_shows_its_menu(entry, text, keys):
+    assert typed_at_menu(entry, text) == keys
+
+
+def test_with_the_console_on_ttys1_ttys0_is_logged_beside_it(tmp_path):
+    args = qemu.qemu_args(qemu.normalise({"name": "m", "console": "ttyS1"}), "/x.iso", str(tmp_path), "tcg", 2222)
+    serials = [args[i + 1] for i, arg in enumerate(args) if arg == "-serial"]
+    assert serials == ["chardev:serial-ttyS0", "chardev:serial0"]
+    assert "file,id=serial-ttyS0,path=%s" % tmp_path.joinpath("serial-ttyS0.log") in args
+
+
+def test_the_medium_copy_notes_the_checksum_it_must_keep(tmp_path):
+    import hashlib
+    iso = tmp_path / "x.iso"
+    iso.write_bytes(b"image" * 100000)
+    qemu.copy_medium(str(iso), str(tmp_path))
+    assert (tmp_path / "medium.img").read_bytes() == iso.read_bytes()
+    assert (tmp_path / "medium.sha256").read_text() == hashlib.sha256(iso.read_bytes()).hexdigest() + "\n"

@@ -23,9 +23,12 @@ Used by ``iso/demo.sh`` and by the Molecule scenarios (``molecule/shared/create.
      "boot": "cdrom",                 # the ISO on a CD drive (read-only); "usb": as a USB stick,
                                       # "sata" or "nvme": as a disk (BMC virtual media that shows up as
                                       # one); those three are a writable copy (medium.img in the workdir)
-     "grub_append": None,             # a string: typed at the GRUB menu on the serial console, at the
-                                      # end of the first entry's kernel line (e, Ctrl-N, Ctrl-E, text, Ctrl-X),
-                                      # as an operator adds a switch; not with kernel_args
+     "grub_entry": 0,                 # the GRUB menu entry to boot (Ctrl-N that many times on the serial
+                                      # console); "grub_append": a string typed at the end of its kernel line
+     "grub_append": None,             # (see type_at_grub_menu), as an operator adds a switch
+                                      # (both not with kernel_args: a direct kernel boot has no menu)
+     "console": "ttyS0",              # or "ttyS1": the machine has two serial ports and serial.log (and
+                                      # serial.sock, where GRUB is typed at) is ttyS1; ttyS0 goes to serial-ttyS0.log
      "kernel_args": None,             # a string: boot the ISO's kernel and system directly
                                       # (still UEFI, medium attached) with the boot menu's
                                       # arguments plus these, e.g. "prenixos.storage=plan"
@@ -65,6 +68,7 @@ Only the QEMU process recorded in the workdir's pidfile is ever signalled.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -90,7 +94,8 @@ ROTATION = {"ssd": 1, "hdd": 7200}
 MACHINES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "machines")
 # What a machine description leaves out.
 DEFAULTS = {"memory": 2048, "cpus": 2, "disks": [], "nics": [{"link": True}], "firmware": "uefi", "boot": "cdrom",
-            "grub_append": None, "kernel_args": None, "serial": True, "md_sync_kbps": None}
+            "grub_entry": 0, "grub_append": None, "console": "ttyS0", "kernel_args": None, "serial": True,
+            "md_sync_kbps": None}
 
 
 def load_machine(spec):
@@ -172,9 +177,12 @@ def normalise(machine):
         raise ValueError("firmware %r: must be one of %s" % (machine["firmware"], ", ".join(FIRMWARES)))
     if machine["boot"] not in MEDIA:
         raise ValueError("boot %r: must be one of %s" % (machine["boot"], ", ".join(MEDIA)))
-    if machine["grub_append"] is not None and (machine["kernel_args"] is not None or not machine["serial"]):
-        raise ValueError("grub_append is typed at the GRUB menu on the serial console: it needs serial: true and"
-                         " no kernel_args (a direct kernel boot has no menu)")
+    if (machine["grub_append"] is not None or machine["grub_entry"]) and (
+            machine["kernel_args"] is not None or not machine["serial"]):
+        raise ValueError("grub_entry and grub_append are typed at the GRUB menu on the serial console: they need"
+                         " serial: true and no kernel_args (a direct kernel boot has no menu)")
+    if machine["console"] not in ("ttyS0", "ttyS1"):
+        raise ValueError("console %r: must be ttyS0 or ttyS1" % machine["console"])
     for disk in machine["disks"]:
         if disk.get("kind") not in KINDS:
             raise ValueError("disk %r: kind must be one of %s" % (disk, ", ".join(KINDS)))
@@ -236,6 +244,9 @@ def qemu_args(machine, iso, workdir, accel, port):
             "-daemonize", "-S",
             "-device", "virtio-scsi-pci,id=scsi0",
             "-device", "qemu-xhci,id=xhci"]
+    if machine.get("serial", True) and machine.get("console", "ttyS0") == "ttyS1":
+        args += ["-chardev", "file,id=serial-ttyS0,path=%s" % os.path.join(workdir, "serial-ttyS0.log"),
+                 "-serial", "chardev:serial-ttyS0"]
     if machine.get("serial", True):
         args += ["-chardev", "socket,id=serial0,path=%s,server=on,wait=off,logfile=%s" % (
                  os.path.join(workdir, "serial.sock"), os.path.join(workdir, "serial.log")),
@@ -288,6 +299,18 @@ def qemu_args(machine, iso, workdir, accel, port):
 def medium_path(workdir):
     """The image as a stick or a disk: a writable copy, so that a test can prove nothing wrote to it."""
     return os.path.join(workdir, "medium.img")
+
+
+def copy_medium(iso, workdir):
+    """Copy the image to ``medium.img`` and note its SHA-256 beside it (``medium.sha256``): what the copy must
+    still be at the end, whatever happens to the ISO meanwhile."""
+    digest = hashlib.sha256()
+    with open(iso, "rb") as source, open(medium_path(workdir), "wb") as copy:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            digest.update(block)
+            copy.write(block)
+    with open(os.path.join(workdir, "medium.sha256"), "w") as handle:
+        handle.write(digest.hexdigest() + "\n")
 
 
 def disk_device(kind, drive, serial):
@@ -373,7 +396,7 @@ def start(machine, iso, workdir, accel=None, keep_disks=False, port=None):
     if machine["firmware"] in OVMF:
         shutil.copyfile(OVMF[machine["firmware"]][1], os.path.join(workdir, "OVMF_VARS.fd"))
     if machine["boot"] != "cdrom" and not (keep_disks and os.path.exists(medium_path(workdir))):
-        shutil.copyfile(iso, medium_path(workdir))
+        copy_medium(iso, workdir)
     for index, disk in enumerate(machine["disks"]):
         path = os.path.join(workdir, "disk%d.img" % index)
         if keep_disks and os.path.exists(path):
@@ -398,11 +421,12 @@ def start(machine, iso, workdir, accel=None, keep_disks=False, port=None):
         for index, nic in enumerate(machine["nics"]):
             if not nic.get("link", True):
                 qmp.command("set_link", name="nic%d" % index, up=False)
-        typist = serial_typist(workdir) if machine["grub_append"] else None
+        typed = machine["grub_entry"] or machine["grub_append"]
+        typist = serial_typist(workdir) if typed else None
         qmp.command("cont")
         qmp.close()
         if typist:
-            append_at_grub_menu(typist, machine["grub_append"])
+            type_at_grub_menu(typist, machine["grub_entry"], machine["grub_append"])
         for index, nic in enumerate(machine["nics"]):
             if nic.get("link_up"):
                 start_link_up(workdir, index, nic["link_up"])
@@ -434,11 +458,17 @@ def serial_typist(workdir, timeout=10):
             time.sleep(0.1)
 
 
-def append_at_grub_menu(sock, text, timeout=300, pause=0.5):
-    """Wait for GRUB's menu on the serial console, then add ``text`` to the first entry's kernel line and boot.
+# Lines above the linux line in GRUB's editor of an entry of the image's menu (setparams, blank, echo).
+LINUX_LINE = 3
 
-    The keys an operator types: ``e`` (edit the entry; this also stops the countdown), Ctrl-N (the next line:
-    the entry's ``linux`` line follows its ``echo``), Ctrl-E (end of line), the text, Ctrl-X (boot).
+
+def type_at_grub_menu(sock, entry, text, timeout=300, pause=0.5):
+    """Wait for GRUB's menu on the serial console, then boot menu entry ``entry``, ``text`` added to its kernel line.
+
+    The keys an operator types: Ctrl-N ``entry`` times (down the menu; a key also stops the countdown), then
+    with a text ``e`` (edit the entry: GRUB shows ``setparams 'TITLE'``, a blank line, then the image's
+    ``echo``, ``linux`` and ``initrd`` lines), Ctrl-N three times (to the ``linux`` line), Ctrl-E (its end), the
+    text and Ctrl-X (boot); without one, Enter.
     """
     seen = b""
     deadline = time.monotonic() + timeout
@@ -454,12 +484,14 @@ def append_at_grub_menu(sock, text, timeout=300, pause=0.5):
             if not data:
                 raise SystemExit("the serial console closed before GRUB's menu showed")
             seen = seen[-64:] + data
-        for keys in (b"e", b"\x0e", b"\x05", b" " + text.encode(), b"\x18"):
-            sock.sendall(keys)
+        keys = [b"\x0e"] * entry
+        keys += [b"e", b"\x0e" * LINUX_LINE, b"\x05", b" " + text.encode(), b"\x18"] if text else [b"\r"]
+        for key in keys:
+            sock.sendall(key)
             time.sleep(pause)
     finally:
         sock.close()
-    log("typed at the GRUB menu: %s" % text)
+    log("at the GRUB menu: entry %d%s" % (entry, ", kernel line + %r" % text if text else ""))
 
 
 def hotplug(workdir, node, path, kind, serial, device_id):
@@ -535,7 +567,8 @@ def prepare(machine, iso, workdir, key, script, accel=None, timeout=900):
     """Give the disks a past before the real boot: boot with ``prenixos.firstboot=0``, run ``script``
     (bash, as root) in the guest, power it off. The next ``start(..., keep_disks=True)`` finds the disks so."""
     quiet = dict(machine, kernel_args=" ".join(filter(None, [machine.get("kernel_args"), "prenixos.firstboot=0"])),
-                 nics=[{"link": True}], disks=[dict(disk, gone=False) for disk in machine["disks"]], grub_append=None)
+                 nics=[{"link": True}], disks=[dict(disk, gone=False) for disk in machine["disks"]], grub_append=None,
+                 grub_entry=0)
     state = start(quiet, iso, workdir, accel)
     try:
         wait_ssh(workdir, key, timeout)
@@ -768,8 +801,7 @@ def restart(workdir, kernel_args=None):
     if os.path.exists(state["serial_log"]):  # the console of the boot before, kept
         os.replace(state["serial_log"], os.path.join(workdir, "serial-boot%d.log" % boot))
     if kernel_args is not None:
-        machine["kernel_args"] = kernel_args
-        machine["grub_append"] = None
+        machine.update(kernel_args=kernel_args, grub_append=None, grub_entry=0)
     return start(machine, state["iso"], workdir, state["accel"], keep_disks=True, port=state["ssh_port"])
 
 
