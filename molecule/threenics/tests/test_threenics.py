@@ -5,10 +5,22 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import sys
 
+import pytest
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
-from testlib import first_boot_status, guest_json, links_by_mac, nic_macs, plan  # noqa: E402
+from testlib import (  # noqa: E402
+    boot_medium,
+    firmware,
+    first_boot_status,
+    guest_json,
+    links_by_mac,
+    nic_macs,
+    plan,
+    serial_log,
+)
 
 
 def seconds(phase):
@@ -52,3 +64,32 @@ def test_main_is_the_ssd_and_swap_stays_off_it(host):
     assert (main["raid_level"], len(main["disks"])) == ("none", 1), "expected main plain on the SSD: %s" % main
     swap = next(lv for lv in planned["logical_volumes"] if lv["filesystem"] == "swap")
     assert swap["vg"] == "large", "expected swap on the HDDs (large), not on the SSD: %s" % swap
+
+
+def test_secure_boot_from_a_stick_console_on_ttys1_chosen_and_the_switch_typed_at_the_boot_menu(host):
+    assert firmware(host) == "uefi-secureboot", "expected the guest to say Secure Boot is on: %s" % firmware(host)
+    assert "Kernel is locked down from EFI Secure Boot" in serial_log(), "expected the kernel locked down"
+    switches = host.file("/proc/cmdline").content_string.split()
+    assert "prenixos.backups=1" in switches and any(word.startswith("prenixos.medium=") for word in switches), (
+        "expected the typed switch and the medium GRUB found on the kernel command line: %s" % switches)
+    assert "console=ttyS1,115200n8" in switches and "console=ttyS0,115200n8" not in switches, (
+        "expected the kernel's console on ttyS1 only: %s" % switches)
+
+
+@pytest.mark.parametrize("what, pattern", [
+    ("GRUB's menu", r"GNU GRUB +version"),
+    ("the menu with its ttyS1 entry", r"pre-nixos baseline \S+: console on ttyS1"),
+    ("the kernel's first lines", r"Linux version \S+-amd64"),
+    ("first boot's phase lines", r"pre-nixos: storage_apply +done"),
+    ("where to SSH", r"ssh root@10\.0\.2\.\d+"),
+    ("a getty, root logged in", r"login: root \(automatic login\)"),
+])
+def test_ttys1_shows_the_menu_the_kernel_first_boot_and_a_getty(what, pattern):
+    assert re.search(pattern, serial_log()), "expected %s on ttyS1 (%s)" % (what, pattern)
+
+
+def test_the_stick_is_left_out_of_the_plan_and_never_written(host):
+    medium = boot_medium(host)
+    assert medium["name"] and "boot medium" in (medium["excluded"] or ""), (
+        "expected the stick excluded from the plan as the boot medium: %s" % medium)
+    assert medium["unchanged"], "expected the stick to hold the image byte for byte: %s" % medium
