@@ -9,7 +9,11 @@ the ISO already built). A failing make stage stops the run; a failing scenario d
 others. At the end: a table of seconds per stage on stdout and ``build/test-times.json``
 (``{"total_s": ..., "stages": {name: seconds}, "failed": [...]}``), then, for each failed scenario, the lines
 of its output that say why (``molecule/run.sh`` keeps the whole output in ``build/molecule-logs/NAME.log``): a
-CI runner that shows only the end of the output still shows the reason. The exit status is 1 if any stage failed.
+CI runner that shows only the end of the output still shows the reason. A failed scenario is run once more
+(``PRENIXOS_SCENARIO_RETRIES``, 1 by default; 0 for none): one that passes then counts as passed, but the table
+says so, ``test-times.json`` lists it under ``retried``, the first run's output is kept as
+``build/molecule-logs/NAME.first.log`` and the lines that say why it failed are printed at the end all the same.
+The exit status is 1 if any stage failed.
 """
 from __future__ import annotations
 
@@ -29,11 +33,12 @@ def run_stage(command, environment=None):
     return round(time.monotonic() - started, 1), result.returncode == 0
 
 
-def table(stages, failed, total):
+def table(stages, failed, total, retried=()):
     width = max([len(name) for name in stages] + [len("total")])
     lines = ["==> seconds per stage"]
     for name, seconds in stages.items():
-        lines.append("    %s %8.1f%s" % (name.ljust(width), seconds, "  FAILED" if name in failed else ""))
+        mark = "  FAILED" if name in failed else "  passed on its second run" if name in retried else ""
+        lines.append("    %s %8.1f%s" % (name.ljust(width), seconds, mark))
     lines.append("    %s %8.1f" % ("total".ljust(width), total))
     return "\n".join(lines)
 
@@ -42,9 +47,12 @@ def table(stages, failed, total):
 WHY = re.compile(r"fatal: |FAILED|Executed: Failed|failed=[1-9]|^E +|Error|^(?:\S+\.py):\d+: ")
 
 
-def why_failed(scenario, limit=12, width=300):
-    """The last ``limit`` lines of the scenario's output that say why it failed, each cut to ``width``."""
-    path = os.path.join(ROOT, "build", "molecule-logs", "%s.log" % scenario)
+def scenario_log(scenario, run=""):
+    return os.path.join(ROOT, "build", "molecule-logs", "%s%s.log" % (scenario, run))
+
+
+def why_failed(path, limit=12, width=300):
+    """The last ``limit`` lines of a scenario's output at ``path`` that say why it failed, each cut to ``width``."""
     try:
         with open(path, errors="replace") as handle:
             lines = [line.rstrip() for line in handle if WHY.search(line)]
@@ -56,7 +64,7 @@ def why_failed(scenario, limit=12, width=300):
 
 def main(argv):
     targets, scenarios = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
-    stages, failed = {}, []
+    stages, failed, retried = {}, [], []
     started = time.monotonic()
     for target in targets:
         stages[target], passed = run_stage(["make", "--no-print-directory", target])
@@ -65,21 +73,35 @@ def main(argv):
             break
     if not failed:
         environment = dict(os.environ, PRENIXOS_SKIP_ISO_BUILD="1")
+        retries = int(os.environ.get("PRENIXOS_SCENARIO_RETRIES", "1"))
         for scenario in scenarios:
-            stages["scenario " + scenario], passed = run_stage(["bash", "molecule/run.sh", scenario], environment)
+            stage = "scenario " + scenario
+            stages[stage], passed = run_stage(["bash", "molecule/run.sh", scenario], environment)
+            if not passed and retries:
+                if os.path.exists(scenario_log(scenario)):
+                    os.replace(scenario_log(scenario), scenario_log(scenario, ".first"))
+                seconds, passed = run_stage(["bash", "molecule/run.sh", scenario], environment)
+                stages[stage] = round(stages[stage] + seconds, 1)
+                if passed:
+                    retried.append(stage)
             if not passed:
-                failed.append("scenario " + scenario)
+                failed.append(stage)
     total = round(time.monotonic() - started, 1)
-    print(table(stages, failed, total), flush=True)
+    print(table(stages, failed, total, retried), flush=True)
     os.makedirs(os.path.join(ROOT, "build"), exist_ok=True)
     with open(os.path.join(ROOT, "build", "test-times.json"), "w") as handle:
-        json.dump({"total_s": total, "stages": stages, "failed": failed}, handle, indent=2)
+        json.dump({"total_s": total, "stages": stages, "failed": failed, "retried": retried}, handle, indent=2)
         handle.write("\n")
+    for stage in retried:
+        scenario = stage[len("scenario "):]
+        print("==> %s failed once, then passed; why the first run failed (build/molecule-logs/%s.first.log):"
+              % (scenario, scenario), flush=True)
+        print("\n".join("    " + line for line in why_failed(scenario_log(scenario, ".first"))), flush=True)
     for stage in failed:
         if stage.startswith("scenario "):
             scenario = stage[len("scenario "):]
             print("==> why %s failed (build/molecule-logs/%s.log):" % (scenario, scenario), flush=True)
-            print("\n".join("    " + line for line in why_failed(scenario)), flush=True)
+            print("\n".join("    " + line for line in why_failed(scenario_log(scenario))), flush=True)
     if failed:
         print("==> failed: %s" % ", ".join(failed), file=sys.stderr)
         return 1
