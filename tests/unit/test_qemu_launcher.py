@@ -157,18 +157,23 @@ def test_unknown_firmware_media_and_menu_typing_without_a_menu_are_refused(machi
 
 
 def typed_at_menu(entry, text):
+    """What the typist sends to a guest that shows GRUB's menu and, once the last key came, says it boots."""
     import socket as socket_module
+    import threading
     ours, guest = socket_module.socketpair()
-    guest.sendall(b"BdsDxe: starting\r\n")
-    guest.sendall(b"\x1b[2;24HGNU GRUB  version 2.06\r\n")
+    typed = bytearray()
+
+    def guest_side():
+        guest.sendall(b"BdsDxe: starting\r\n\x1b[2;24HGNU GRUB  version 2.06\r\n")
+        while not typed.endswith((b"\x18", b"\r")):
+            typed.extend(guest.recv(1024))
+        guest.sendall(b"Booting a command list\r\n")
+
+    thread = threading.Thread(target=guest_side)
+    thread.start()
     qemu.type_at_grub_menu(ours, entry, text, timeout=5, pause=0)
-    guest.settimeout(1)
-    typed = b""
-    while True:
-        data = guest.recv(1024)
-        if not data:
-            return typed
-        typed += data
+    thread.join()
+    return bytes(typed)
 
 
 @pytest.mark.parametrize("entry, text, keys", [
@@ -194,3 +199,38 @@ def test_the_medium_copy_notes_the_checksum_it_must_keep(tmp_path):
     qemu.copy_medium(str(iso), str(tmp_path))
     assert (tmp_path / "medium.img").read_bytes() == iso.read_bytes()
     assert (tmp_path / "medium.sha256").read_text() == hashlib.sha256(iso.read_bytes()).hexdigest() + "\n"
+
+
+def test_the_typist_holds_the_console_until_the_entry_loads_and_says_when_it_never_does():
+    import socket as socket_module
+    ours, guest = socket_module.socketpair()
+    guest.sendall(b"GNU GRUB  version 2.06\r\n")
+    with pytest.raises(SystemExit, match="'Booting' did not show on the serial console within 1 s"):
+        qemu.type_at_grub_menu(ours, 0, None, timeout=1, pause=0)
+
+
+def test_server_hardware_intel_nics_ssds_on_ahci_and_hdds_on_a_megaraid_controller(tmp_path):
+    machine = qemu.normalise({"name": "m", "disks": [
+        {"kind": "nvme", "size": "8G"}, {"kind": "ssd", "size": "4G", "bus": "ahci"},
+        {"kind": "ssd", "size": "4G", "bus": "ahci", "gone": True}, {"kind": "ssd", "size": "4G", "bus": "ahci"},
+        {"kind": "hdd", "size": "4G", "bus": "megasas"}, {"kind": "hdd", "size": "4G"}],
+        "nics": [{"link": False, "model": "e1000"}, {"link": True, "model": "e1000e"}]})
+    args = qemu.qemu_args(machine, "/x.iso", str(tmp_path), "tcg", 2222)
+    devices = [args[i + 1] for i, arg in enumerate(args) if arg == "-device"]
+    assert "megasas-gen2,id=megasas0" in devices
+    assert "ide-hd,bus=ide.1,drive=disk1,serial=pn-ssd1,rotation_rate=1,id=dev-disk1" in devices
+    assert "ide-hd,bus=ide.3,drive=disk3,serial=pn-ssd3,rotation_rate=1,id=dev-disk3" in devices
+    assert "scsi-hd,bus=megasas0.0,drive=disk4,serial=pn-hdd1,rotation_rate=7200,id=dev-disk4" in devices
+    assert "scsi-hd,bus=scsi0.0,drive=disk5,serial=pn-hdd2,rotation_rate=7200,id=dev-disk5" in devices
+    assert [d.split(",")[0] for d in devices if ",netdev=" in d] == ["e1000", "e1000e"]
+
+
+@pytest.mark.parametrize("machine, message", [
+    ({"disks": [{"kind": "nvme", "size": "1G", "bus": "ahci"}]}, "bus is for an ssd or hdd"),
+    ({"disks": [{"kind": "ssd", "size": "1G", "bus": "sas"}]}, "bus is for an ssd or hdd, one of virtio-scsi"),
+    ({"disks": [{"kind": "ssd", "size": "1G", "bus": "ahci"}] * 6}, "at most 5 disks on AHCI"),
+    ({"nics": [{"link": True, "model": "rtl8139"}]}, "model must be one of virtio, e1000e, e1000"),
+])
+def test_unknown_buses_models_and_too_many_sata_disks_are_refused(machine, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        qemu.normalise(dict(machine, name="m"))

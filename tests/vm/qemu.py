@@ -18,6 +18,7 @@ Used by ``iso/demo.sh`` and by the Molecule scenarios (``molecule/shared/create.
                                       # no DHCP, no SSH); "mac" sets any NIC's MAC
                                       # {"link": false, "link_up": {"after": "REGEX", "delay": 20}}:
                                       # down at start, up DELAY s after REGEX shows on the serial console
+                                      # "model": "e1000e" or "e1000" (Intel) instead of virtio-net
      "firmware": "uefi",              # or "uefi-secureboot" (OVMF with Microsoft's keys enrolled,
                                       # Secure Boot on), or "bios" (SeaBIOS, legacy boot)
      "boot": "cdrom",                 # the ISO on a CD drive (read-only); "usb": as a USB stick,
@@ -41,7 +42,9 @@ boot (its file is kept; the other disks keep their serials). ``qemu.py add-disk`
 disk into the running machine (QMP ``blockdev-add`` + ``device_add``), as an operator adding a disk.
 
 Disk kinds: ``ssd`` is ``scsi-hd,rotation_rate=1``, ``hdd`` is ``scsi-hd,rotation_rate=7200`` (both
-on virtio-scsi), ``nvme`` is ``nvme``, ``usb`` is a removable ``usb-storage``. Disk files are sparse
+on virtio-scsi, or with ``"bus": "ahci"`` SATA disks on the machine's AHCI controller, or with ``"bus":
+"megasas"`` on an LSI MegaRAID SAS controller, ``megasas-gen2``), ``nvme`` is ``nvme``, ``usb`` is a removable
+``usb-storage``. Disk files are sparse
 raw files. NICs are ``virtio-net-pci`` on user-mode networking restricted to the guest (DHCP, IPv6
 router advertisements of fd00:5052::/64 and the forwarded SSH port only); the first NIC with a link
 (or a ``link_up``) carries SSH, forwarded from a free port on 127.0.0.1. A NIC with ``link: false``
@@ -88,6 +91,11 @@ OVMF = {"uefi": ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4
 FIRMWARES = tuple(OVMF) + ("bios",)
 MEDIA = ("cdrom", "usb", "sata", "nvme")
 KINDS = ("ssd", "hdd", "nvme", "usb")
+# Controllers an ssd or hdd can hang off; NIC models.
+BUSES = ("virtio-scsi", "ahci", "megasas")
+NIC_MODELS = {"virtio": "virtio-net-pci", "e1000e": "e1000e", "e1000": "e1000"}
+# AHCI ports of q35 (ide.0 is the CD or the image as a SATA disk).
+AHCI_PORTS = 5
 ROTATION = {"ssd": 1, "hdd": 7200}
 # Kernel arguments are the image's business; the launcher only decides hardware.
 
@@ -101,7 +109,8 @@ DEFAULTS = {"memory": 2048, "cpus": 2, "disks": [], "nics": [{"link": True}], "f
 def load_machine(spec):
     """A machine from a JSON file, or by name from tests/vm/machines/ ("default" is the demo machine).
 
-    The demo machine (machines/default.json): every disk group has its own usable capacity, so
+    The demo machine (machines/default.json) has a server's hardware (Intel NICs, SSDs on AHCI, HDDs behind a
+    MegaRAID SAS controller) and every disk group has its own usable capacity, so
     each planner rule has one answer: main on the NVMe (64G) over the SSD pair (RAID0 2x20G = 40G,
     main_1); swap on the HDD pair (RAID1 4G); large on the three HDDs (RAID5 3x6G = 12G); the
     USB stick is never planned. The HDDs are small because their arrays resync in the background,
@@ -186,6 +195,8 @@ def normalise(machine):
     for disk in machine["disks"]:
         if disk.get("kind") not in KINDS:
             raise ValueError("disk %r: kind must be one of %s" % (disk, ", ".join(KINDS)))
+        if disk.get("bus", "virtio-scsi") not in BUSES or (disk.get("bus") and disk["kind"] not in ROTATION):
+            raise ValueError("disk %r: bus is for an ssd or hdd, one of %s" % (disk, ", ".join(BUSES)))
         size_bytes(disk["size"])
     for nic in machine["nics"]:
         link_up = nic.get("link_up")
@@ -202,6 +213,11 @@ def normalise(machine):
         address = nic.get("ssh_address")
         if address is not None and not re.match(r"^10\.0\.2\.(\d{1,3})$", str(address)):
             raise ValueError("NIC %r: ssh_address must be an address of QEMU's user network 10.0.2.0/24" % nic)
+    if sum(1 for disk in machine["disks"] if disk.get("bus") == "ahci") > AHCI_PORTS:
+        raise ValueError("at most %d disks on AHCI (q35 has six ports; the first is the medium's)" % AHCI_PORTS)
+    for nic in machine["nics"]:
+        if nic.get("model", "virtio") not in NIC_MODELS:
+            raise ValueError("NIC %r: model must be one of %s" % (nic, ", ".join(NIC_MODELS)))
     if not any(carries_ssh(nic) for nic in machine["nics"]):
         raise ValueError("at least one NIC needs a link (now or by link_up): SSH goes through the first one")
     return machine
@@ -267,16 +283,22 @@ def qemu_args(machine, iso, workdir, accel, port):
                              "sata": "ide-hd,bus=ide.0,drive=medium,serial=pn-medium",
                              "nvme": "nvme,drive=medium,serial=pn-medium"}[boot] + ",bootindex=%d" % index]
     counters = dict.fromkeys(KINDS, 0)
+    ahci_port = 0
+    if any(disk.get("bus") == "megasas" for disk in machine["disks"]):
+        args += ["-device", "megasas-gen2,id=megasas0"]
     for index, disk in enumerate(machine["disks"]):
         kind = disk["kind"]
         counters[kind] += 1
         drive = "disk%d" % index
         serial = "pn-%s%d" % (kind, counters[kind])
+        bus = disk.get("bus", "virtio-scsi")
+        if bus == "ahci":
+            ahci_port += 1  # a gone disk keeps its port, so the others keep theirs
         if disk.get("gone"):
             continue
         args += ["-drive", "file=%s,format=raw,if=none,id=%s,cache=unsafe,discard=unmap" % (
             os.path.join(workdir, "%s.img" % drive), drive)]
-        args += ["-device", disk_device(kind, drive, serial)]
+        args += ["-device", disk_device(kind, drive, serial, bus, ahci_port)]
     forwarded = False
     for index, nic in enumerate(machine["nics"]):
         # A ULA prefix in the router advertisements: the guest's SLAAC address is of global scope, as on a real
@@ -291,7 +313,8 @@ def qemu_args(machine, iso, workdir, accel, port):
             forwarded = True
         # romfile= : no iPXE option ROM, so the firmware never tries network boot.
         mac = nic_mac(nic, index)
-        nic_device = "virtio-net-pci,netdev=net%d,id=nic%d,mac=%s,romfile=" % (index, index, mac)
+        nic_device = "%s,netdev=net%d,id=nic%d,mac=%s,romfile=" % (
+            NIC_MODELS[nic.get("model", "virtio")], index, index, mac)
         args += ["-netdev", netdev, "-device", nic_device]
     return args
 
@@ -313,13 +336,19 @@ def copy_medium(iso, workdir):
         handle.write(digest.hexdigest() + "\n")
 
 
-def disk_device(kind, drive, serial):
-    """The ``-device`` value of a disk of ``kind`` on ``drive`` (its id: ``dev-<drive>``)."""
+def disk_device(kind, drive, serial, bus="virtio-scsi", ahci_port=None):
+    """The ``-device`` value of a disk of ``kind`` on ``drive`` (its id: ``dev-<drive>``); an ssd or hdd on ``bus``
+    (the AHCI port ``ide.<ahci_port>`` for ``ahci``)."""
     if kind == "nvme":
         return "nvme,drive=%s,serial=%s,id=dev-%s" % (drive, serial, drive)
     if kind == "usb":
         return "usb-storage,bus=xhci.0,drive=%s,removable=on,serial=%s,id=dev-%s" % (drive, serial, drive)
-    return "scsi-hd,bus=scsi0.0,drive=%s,serial=%s,rotation_rate=%d,id=dev-%s" % (drive, serial, ROTATION[kind], drive)
+    if bus == "ahci":
+        return "ide-hd,bus=ide.%d,drive=%s,serial=%s,rotation_rate=%d,id=dev-%s" % (
+            ahci_port, drive, serial, ROTATION[kind], drive)
+    controller = {"virtio-scsi": "scsi0.0", "megasas": "megasas0.0"}[bus]
+    return "scsi-hd,bus=%s,drive=%s,serial=%s,rotation_rate=%d,id=dev-%s" % (
+        controller, drive, serial, ROTATION[kind], drive)
 
 
 # ------------------------------------------------------------------ QMP
@@ -468,30 +497,37 @@ def type_at_grub_menu(sock, entry, text, timeout=300, pause=0.5):
     The keys an operator types: Ctrl-N ``entry`` times (down the menu; a key also stops the countdown), then
     with a text ``e`` (edit the entry: GRUB shows ``setparams 'TITLE'``, a blank line, then the image's
     ``echo``, ``linux`` and ``initrd`` lines), Ctrl-N three times (to the ``linux`` line), Ctrl-E (its end), the
-    text and Ctrl-X (boot); without one, Enter.
+    text and Ctrl-X (boot); without one, Enter. The connection stays open until GRUB says it is booting: QEMU
+    drops what the guest has not read yet when it closes (GRUB under BIOS reads slowly while it draws).
     """
-    seen = b""
-    deadline = time.monotonic() + timeout
-    sock.settimeout(1)
+    keys = [b"\x0e"] * entry
+    keys += [b"e", b"\x0e" * LINUX_LINE, b"\x05", b" " + text.encode(), b"\x18"] if text else [b"\r"]
     try:
-        while b"GNU GRUB" not in seen:
-            if time.monotonic() > deadline:
-                raise SystemExit("no GRUB menu on the serial console within %d s" % timeout)
-            try:
-                data = sock.recv(65536)
-            except TimeoutError:
-                continue
-            if not data:
-                raise SystemExit("the serial console closed before GRUB's menu showed")
-            seen = seen[-64:] + data
-        keys = [b"\x0e"] * entry
-        keys += [b"e", b"\x0e" * LINUX_LINE, b"\x05", b" " + text.encode(), b"\x18"] if text else [b"\r"]
+        wait_for_console(sock, b"GNU GRUB", timeout)
         for key in keys:
             sock.sendall(key)
             time.sleep(pause)
+        wait_for_console(sock, b"Booting", timeout)
     finally:
         sock.close()
     log("at the GRUB menu: entry %d%s" % (entry, ", kernel line + %r" % text if text else ""))
+
+
+def wait_for_console(sock, landmark, timeout):
+    """Read the serial console until ``landmark`` shows (what was read before is not looked at again)."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    sock.settimeout(1)
+    while landmark not in seen:
+        if time.monotonic() > deadline:
+            raise SystemExit("%r did not show on the serial console within %d s" % (landmark.decode(), timeout))
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            continue
+        if not data:
+            raise SystemExit("the serial console closed before %r showed" % landmark.decode())
+        seen = seen[-64:] + data
 
 
 def hotplug(workdir, node, path, kind, serial, device_id):
@@ -555,8 +591,9 @@ def plug_disk(workdir, index):
         state = json.load(handle)
     disks = state["machine"]["disks"]
     kind = disks[index]["kind"]
-    if kind not in ROTATION:
-        raise SystemExit("plug: only ssd and hdd disks can be plugged back, disk %d is %s" % (index, kind))
+    if kind not in ROTATION or disks[index].get("bus", "virtio-scsi") != "virtio-scsi":
+        raise SystemExit("plug: only ssd and hdd disks on virtio-scsi can be plugged back, disk %d is %s on %s" % (
+            index, kind, disks[index].get("bus", "virtio-scsi")))
     serial = "pn-%s%d" % (kind, sum(1 for disk in disks[:index + 1] if disk["kind"] == kind))
     hotplug(workdir, "replug%d" % index, os.path.join(workdir, "disk%d.img" % index), kind, serial,
             "dev-disk%d" % index)
