@@ -8,7 +8,17 @@ import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
-from testlib import first_boot_status, guest_json, links_by_mac, nic_macs, plan, planned_mounts, serial_log  # noqa: E402
+from testlib import (  # noqa: E402
+    boot_medium,
+    firmware,
+    first_boot_status,
+    guest_json,
+    links_by_mac,
+    nic_macs,
+    plan,
+    planned_mounts,
+    serial_log,
+)
 
 
 def first_boot_log(host):
@@ -65,3 +75,18 @@ def test_the_nixos_configuration_names_the_lan(host):
     """After the late cable and first boot run again, pre-nixos.nix names the NIC that carries the LAN."""
     nix = host.file("/mnt/etc/nixos/pre-nixos.nix").content_string
     assert nic_macs()[0] in nix.lower(), "expected pre-nixos.nix to name the LAN's MAC %s:\n%s" % (nic_macs()[0], nix)
+
+
+def test_legacy_bios_from_the_image_on_a_disk_with_wipe_typed_at_the_boot_menu(host):
+    assert firmware(host) == "bios", "expected a legacy BIOS boot (no EFI in the guest): %s" % firmware(host)
+    switches = host.file("/proc/cmdline").content_string.split()
+    assert "prenixos.wipe=1" in switches and any(word.startswith("prenixos.medium=") for word in switches), (
+        "expected the typed switch and the medium GRUB found on the kernel command line: %s" % switches)
+    assert first_boot_status(host)["phases"]["storage_apply"]["state"] == "done"
+
+
+def test_with_wipe_the_image_disk_is_left_out_of_the_plan_and_kept_byte_for_byte(host):
+    medium = boot_medium(host)
+    assert medium["name"] and "boot medium" in (medium["excluded"] or ""), (
+        "expected the image's disk excluded from the plan as the boot medium: %s" % medium)
+    assert medium["unchanged"], "expected the image's disk to hold the image byte for byte: %s" % medium
