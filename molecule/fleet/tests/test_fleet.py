@@ -13,7 +13,14 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
-from testlib import first_boot_status, guest_json, nixos_configuration  # noqa: E402
+from testlib import (  # noqa: E402
+    boot_medium,
+    firmware,
+    first_boot_status,
+    guest_json,
+    nixos_configuration,
+    scenario_machine,
+)
 
 # fleet2's NIC on the wire to fleet3, which serves DHCP on VLAN 42 of it.
 WIRE_MAC = "52:54:00:02:00:11"
@@ -28,6 +35,18 @@ def test_first_boot_did_nothing_and_provisioning_did_everything(host):
     assert found == {"ssh": "done", "lan": "done", "storage_plan": "done", "storage_apply": "done",
                      "nixos_config": "done", "nixos_install": "skipped"}, "expected every phase provisioned: %s" % found
     assert "prenixos.firstboot=0" in host.file("/proc/cmdline").content_string
+
+
+def test_each_machine_booted_as_its_platform_says_and_provisioning_left_its_medium_alone(host):
+    name = host.backend.get_hostname()
+    machine = scenario_machine(name)
+    assert firmware(host) == machine.get("firmware", "uefi"), "expected %s to boot %s, it says %s" % (
+        name, machine.get("firmware", "uefi"), firmware(host))
+    if machine.get("boot", "cdrom") != "cdrom":
+        medium = boot_medium(host, name)
+        assert medium["name"] and "boot medium" in (medium["excluded"] or ""), (
+            "expected %s's image disk excluded from the plan as the boot medium: %s" % (name, medium))
+        assert medium["unchanged"], "expected %s's image disk to hold the image byte for byte: %s" % (name, medium)
 
 
 def lan_addresses(host):
