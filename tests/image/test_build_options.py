@@ -30,3 +30,16 @@ def test_root_has_no_password_so_only_the_key_gets_in(image):
 def test_the_image_says_what_it_was_built_with(image):
     info = cpio_file(image["dir"] / "layer.cpio.zst", "etc/pre-nixos/build-info")
     assert "console: ttyS1,57600\n" in info and "autologin: 0\n" in info, info
+
+
+# What a server may boot with: NICs (Intel, Broadcom, Mellanox, Realtek, virtio), storage controllers (AHCI, NVMe,
+# LSI/Broadcom SAS and MegaRAID, HPE Smart Array, virtio), USB storage and the file systems the image reads.
+SERVER_DRIVERS = ("e1000 e1000e igb ixgbe i40e ice bnxt_en tg3 mlx4_en mlx5_core r8169 virtio_net "
+                  "ahci nvme mpt3sas megaraid_sas smartpqi hpsa virtio_scsi virtio_blk "
+                  "usb-storage uas xhci-pci isofs vfat ext4 xfs btrfs raid0 raid1 raid456 dm-mod").split()
+
+
+def test_the_image_keeps_the_drivers_of_server_nics_storage_controllers_usb_and_file_systems(image):
+    kept = {member.rsplit("/", 1)[-1].split(".ko")[0] for member in image["os"] if ".ko" in member}
+    missing = [driver for driver in SERVER_DRIVERS if driver not in kept]
+    assert not missing, "expected these drivers in the image: %s" % missing
