@@ -156,6 +156,36 @@ def test_rotational_flags_match_the_emulated_kinds(host):
             assert rotational == "1", "%s is an emulated HDD: expected rotational 1, found %s" % (name, rotational)
 
 
+# The demo machine is a server's hardware, not virtio: Intel NICs, SSDs on AHCI, HDDs behind a MegaRAID SAS
+# controller, an NVMe disk, a USB stick (tests/vm/machines/default.json).
+CONTROLLERS = {"ssd": "ahci", "hdd": "megaraid_sas", "usb": "usb-storage"}
+NIC_DRIVERS = ["e1000", "e1000e"]
+
+
+def test_each_disk_sits_behind_the_controller_the_machine_gives_it_and_every_one_but_the_stick_is_planned(host):
+    found = dict(line.split() for line in host.check_output(
+        "for d in /sys/block/sd*; do h=$(readlink -f $d/device | grep -o 'host[0-9]*' | head -n1);"
+        " echo ${d##*/} $(cat /sys/class/scsi_host/$h/proc_name); done").splitlines())
+    disks = guest_disks(host)
+    wanted = {name: CONTROLLERS[kind] for name, kind in disks.items() if kind in CONTROLLERS}
+    assert {name: found.get(name) for name in wanted} == wanted, "expected the disks behind %s, found %s" % (
+        wanted, found)
+    nvme = [name for name, kind in disks.items() if kind == "nvme"]
+    assert nvme and all(host.file("/sys/block/%s/device/device/driver" % name).linked_to.endswith("/nvme")
+                        for name in nvme), "expected the NVMe disk on the nvme driver"
+    planned = {disk["name"] for disk in plan(host)["disks"]}
+    assert planned == {name for name, kind in disks.items() if kind != "usb"}, (
+        "expected every disk but the stick planned: %s" % planned)
+
+
+def test_the_nics_are_intel_ones_and_lan_is_the_e1000e_with_the_link(host):
+    links = links_by_mac(host)
+    drivers = [host.file("/sys/class/net/%s/device/driver" % links[mac]).linked_to.rsplit("/", 1)[-1]
+               for mac in nic_macs()]
+    assert drivers == NIC_DRIVERS, "expected the NICs on %s, found %s" % (NIC_DRIVERS, drivers)
+    assert links[nic_macs()[1]] == "lan"
+
+
 # ---------------------------------------------------------------- LAN
 
 
