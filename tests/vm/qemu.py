@@ -256,10 +256,10 @@ def qemu_args(machine, iso, workdir, accel, port):
         args += ["-drive", "if=pflash,format=raw,unit=0,readonly=on,file=%s" % OVMF[firmware][0],
                  "-drive", "if=pflash,format=raw,unit=1,file=%s" % os.path.join(workdir, "OVMF_VARS.fd")]
     args += ["-qmp", "unix:%s,server=on,wait=off" % os.path.join(workdir, "qmp.sock"),
-            "-pidfile", os.path.join(workdir, "qemu.pid"),
-            "-daemonize", "-S",
-            "-device", "virtio-scsi-pci,id=scsi0",
-            "-device", "qemu-xhci,id=xhci"]
+             "-pidfile", os.path.join(workdir, "qemu.pid"),
+             "-daemonize", "-S",
+             "-device", "virtio-scsi-pci,id=scsi0",
+             "-device", "qemu-xhci,id=xhci"]
     if machine.get("serial", True) and machine.get("console", "ttyS0") == "ttyS1":
         args += ["-chardev", "file,id=serial-ttyS0,path=%s" % os.path.join(workdir, "serial-ttyS0.log"),
                  "-serial", "chardev:serial-ttyS0"]
