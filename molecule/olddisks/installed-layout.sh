@@ -13,6 +13,16 @@ import json
 phase = json.load(open("/run/pre-nixos/status.json"))["phases"]["storage_apply"]
 assert phase["state"] == "done", phase
 PY
+# An installed server's arrays have long been in sync: wait for that here. mdadm makes a new RAID5 by
+# recovering onto its last member; until that ends the array needs every other member. The planner orders the
+# members by kernel name, which differ from boot to boot (virtio-scsi, a USB stick), so the HDD taken out may not
+# be the one being recovered, and the next boot would find an array it cannot start and no file to read (seen:
+# 2 members in sync and the spare, "inactive"). mdadm --wait fails when there was nothing to wait for.
+started=$SECONDS
+for md in /dev/md/*; do mdadm --wait "$md" || true; done
+echo "arrays in sync after $((SECONDS - started)) s"
+cat /proc/mdstat
+if grep -E 'resync|recover' /proc/mdstat; then exit 1; fi
 {
     echo "written by the installed system"
     for member in $(mdadm --detail --export /dev/md/large | sed -n 's/^MD_DEVICE_.*_DEV=//p' | sort); do

@@ -10,8 +10,10 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
 from testlib import (  # noqa: E402
+    boot_medium,
     converge_rounds,
     disks_by_serial,
+    firmware,
     first_boot_status,
     guest_disks,
     guest_json,
@@ -86,3 +88,11 @@ def test_the_two_ssds_are_main_as_raid0_with_an_esp_on_each(host):
     assert "MD_LEVEL=raid0" in detail and "MD_DEVICES=2" in detail, "expected /dev/md/main RAID0 of 2:\n%s" % detail
     labels = set(host.check_output("blkid -s LABEL -o value").split())
     assert {"EFI", "EFI2", "slash"} <= labels, "expected an ESP on each SSD (EFI, EFI2) and slash: %s" % labels
+
+
+def test_legacy_bios_from_a_stick_that_provisioning_with_wipe_left_alone(host):
+    assert firmware(host) == "bios", "expected a legacy BIOS boot (no EFI in the guest): %s" % firmware(host)
+    medium = boot_medium(host)
+    assert medium["name"] and "boot medium" in (medium["excluded"] or ""), (
+        "expected the stick excluded from the plan as the boot medium: %s" % medium)
+    assert medium["unchanged"], "expected the stick to hold the image byte for byte after the wipe: %s" % medium
