@@ -81,6 +81,18 @@ def serial_log(name=None):
         return handle.read().decode(errors="replace")
 
 
+# What the console a machine boots on must show, in the order an operator sees it (issue: the console is asserted,
+# not only recorded): (what, regular expression).
+CONSOLE_LANDMARKS = [
+    ("GRUB's menu", r"GNU GRUB +version"),
+    ("the menu's title", r"pre-nixos baseline \d+\.\d+\.\d+"),
+    ("the kernel's first lines", r"Linux version \S+-amd64"),
+    ("first boot's phase lines", r"pre-nixos: storage_apply +done"),
+    ("where to SSH", r"ssh root@10\.0\.2\.\d+"),
+    ("a getty, root logged in", r"login: root \(automatic login\)"),
+]
+
+
 SECURE_BOOT_VARIABLE = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
 
 

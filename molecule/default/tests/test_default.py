@@ -17,6 +17,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
 from testlib import (  # noqa: E402
+    CONSOLE_LANDMARKS,
     expected_disks,
     first_boot_status,
     guest_disks,
@@ -36,6 +37,11 @@ SSD_KINDS = ("nvme", "ssd")
 def test_booted_under_uefi(host):
     assert host.file("/sys/firmware/efi").is_directory, (
         "expected /sys/firmware/efi: the ISO should boot under UEFI (OVMF)")
+
+
+@pytest.mark.parametrize("what, pattern", CONSOLE_LANDMARKS)
+def test_ttys0_shows_the_menu_the_kernel_first_boot_and_a_getty(what, pattern):
+    assert re.search(pattern, serial_log()), "expected %s on ttyS0 (%s)" % (what, pattern)
 
 
 def test_a_root_login_prompt_runs_on_the_serial_console(host):
