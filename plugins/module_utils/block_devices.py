@@ -91,6 +91,11 @@ def check_lsblk_entry(device, parent):
     for key in ("name", "type"):
         if not isinstance(device.get(key), str) or not device[key]:
             raise DiskFactsError("lsblk entry under %s has no %s: %r" % (parent, key, short_repr(device)))
+    for key in ("name", "kname", "pkname", "path"):
+        # Names become sysfs and /dev paths, which cannot hold a NUL byte.
+        if isinstance(device.get(key), str) and "\0" in device[key]:
+            raise DiskFactsError("lsblk entry under %s has %s=%r, which is no kernel name or path"
+                                 % (parent, key, device[key]))
     for key, value in device.items():
         if key in LIST_COLUMNS:
             continue

@@ -588,6 +588,10 @@ def test_lsblk_is_asked_for_json_in_bytes_with_every_column(server):
         ('{"blockdevices": [{"name": "sda", "type": "disk", "children": {}}]}', "'children' that is not a list"),
         ('{"blockdevices": [{"name": "sda", "type": "disk", "children": [{"name": "sda1"}]}]}',
          "under sda has no type"),
+        ('{"blockdevices": [{"name": "sda", "kname": "\\u0000", "type": "disk"}]}',
+         r"has kname='\\x00', which is no kernel name or path"),
+        ('{"blockdevices": [{"name": "sda", "path": "/dev/sd\\u0000", "type": "disk"}]}',
+         r"has path='/dev/sd\\x00', which is no kernel name or path"),
     ],
 )
 def test_malformed_lsblk_output_is_a_clear_error(text, message):
