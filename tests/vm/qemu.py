@@ -199,6 +199,8 @@ def normalise(machine):
             raise ValueError("disk %r: bus is for an ssd or hdd, one of %s" % (disk, ", ".join(BUSES)))
         size_bytes(disk["size"])
     for nic in machine["nics"]:
+        if nic.get("model", "virtio") not in NIC_MODELS:
+            raise ValueError("NIC %r: model must be one of %s" % (nic, ", ".join(NIC_MODELS)))
         link_up = nic.get("link_up")
         if link_up is not None:
             if nic.get("link", True) or not isinstance(link_up, dict) or not link_up.get("after"):
@@ -215,9 +217,6 @@ def normalise(machine):
             raise ValueError("NIC %r: ssh_address must be an address of QEMU's user network 10.0.2.0/24" % nic)
     if sum(1 for disk in machine["disks"] if disk.get("bus") == "ahci") > AHCI_PORTS:
         raise ValueError("at most %d disks on AHCI (q35 has six ports; the first is the medium's)" % AHCI_PORTS)
-    for nic in machine["nics"]:
-        if nic.get("model", "virtio") not in NIC_MODELS:
-            raise ValueError("NIC %r: model must be one of %s" % (nic, ", ".join(NIC_MODELS)))
     if not any(carries_ssh(nic) for nic in machine["nics"]):
         raise ValueError("at least one NIC needs a link (now or by link_up): SSH goes through the first one")
     return machine
