@@ -5,6 +5,7 @@
     boot_config.py grub --template iso/grub/grub.cfg --out TREE/boot/grub/grub.cfg \\
         --console "ttyS0,115200" --version 0.1.0 --size-mib 94 --kernel-args ""
     boot_config.py gettys --root LAYER_ROOT --console "ttyS0,115200" --autologin 1
+    boot_config.py check --console "ttyS0,115200" --autologin 1     # the options only
 
 ``CONSOLE`` names the serial ports, each ``ttySN`` or ``ttySN,SPEED`` (115200 when left out), separated by
 spaces; the screen is always a console too. The kernel gets ``console=tty0`` and one ``console=`` per port,
@@ -153,13 +154,17 @@ def main(argv=None):
     grub.add_argument("--kernel-args", default="")
     gettys = sub.add_parser("gettys")
     gettys.add_argument("--root", required=True)
-    gettys.add_argument("--autologin", default="1")
-    for command in (grub, gettys):
+    check = sub.add_parser("check", help="check CONSOLE and AUTOLOGIN, build nothing")
+    for command in (gettys, check):
+        command.add_argument("--autologin", default="1")
+    for command in (grub, gettys, check):
         command.add_argument("--console", default="ttyS0,%d" % DEFAULT_SPEED)
     args = parser.parse_args(argv)
     try:
         consoles = parse_consoles(args.console)
-        if args.command == "grub":
+        if args.command == "check":
+            parse_autologin(args.autologin)
+        elif args.command == "grub":
             with open(args.template) as handle:
                 text = render_grub(handle.read(), consoles, args.version, args.size_mib, args.kernel_args)
             with open(args.out, "w") as handle:

@@ -262,7 +262,7 @@ main() {
     mkdir -p "$build" "$cache"
     ensure_tools
     # The build options are checked before anything is built.
-    python3 "$iso_src/boot_config.py" gettys --root "$(scratch_dir options)" --console "$console" --autologin "$autologin"
+    python3 "$iso_src/boot_config.py" check --console "$console" --autologin "$autologin"
 
     stage "1/3: OS layer"
     os_key=$(os_layer_key)

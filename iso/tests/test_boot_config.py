@@ -85,3 +85,13 @@ def test_every_entry_is_echo_linux_initrd_so_a_switch_typed_on_its_third_line_re
     assert len(bodies) == 4
     for body in bodies:
         assert [line.split()[0] for line in body.strip().splitlines()] == ["echo", "linux", "initrd"], body
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["check", "--console", "ttyS9"], "CONSOLE: 'ttyS9' is not a serial port"),
+    (["check", "--autologin", "yes"], "AUTOLOGIN: 'yes'"),
+])
+def test_the_options_are_checked_before_anything_is_built(capsys, argv, message):
+    assert boot_config.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert boot_config.main(["check", "--console", "ttyS1,57600", "--autologin", "0"]) == 0
