@@ -3,7 +3,6 @@
 """Helpers for the scenarios' testinfra tests."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -13,7 +12,7 @@ import sys
 import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "vm"))
-from qemu import load_machine, nic_mac  # noqa: E402
+from qemu import file_sha256, load_machine, nic_mac  # noqa: E402
 
 # tests/vm/qemu.py gives every emulated disk the serial pn-<kind><n> (pn-nvme1, pn-ssd2, pn-usb1).
 SERIAL = re.compile(r"^pn-(nvme|ssd|hdd|usb)\d+$")
@@ -104,14 +103,6 @@ def firmware(host):
     return "uefi-secureboot" if value[-1:] == ["1"] else "uefi"
 
 
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def boot_medium(host, name=None):
     """The image as a stick or a disk (serial pn-medium): its kernel name in the guest, why the plan left it
     out, and whether its file on this host is still, byte for byte, what the launcher copied from the ISO."""
@@ -120,7 +111,7 @@ def boot_medium(host, name=None):
     with open(os.path.join(workdir(name), "medium.sha256")) as handle:
         copied = handle.read().strip()
     return {"name": kernel_name, "excluded": excluded.get(kernel_name),
-            "unchanged": sha256(os.path.join(workdir(name), "medium.img")) == copied}
+            "unchanged": file_sha256(os.path.join(workdir(name), "medium.img")) == copied}
 
 
 def first_boot_status(host):

@@ -323,16 +323,21 @@ def medium_path(workdir):
     return os.path.join(workdir, "medium.img")
 
 
+def file_sha256(path):
+    """The SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def copy_medium(iso, workdir):
     """Copy the image to ``medium.img`` and note its SHA-256 beside it (``medium.sha256``): what the copy must
     still be at the end, whatever happens to the ISO meanwhile."""
-    digest = hashlib.sha256()
-    with open(iso, "rb") as source, open(medium_path(workdir), "wb") as copy:
-        for block in iter(lambda: source.read(1 << 20), b""):
-            digest.update(block)
-            copy.write(block)
+    shutil.copyfile(iso, medium_path(workdir))
     with open(os.path.join(workdir, "medium.sha256"), "w") as handle:
-        handle.write(digest.hexdigest() + "\n")
+        handle.write(file_sha256(medium_path(workdir)) + "\n")
 
 
 def disk_device(kind, drive, serial, bus="virtio-scsi", ahci_port=None):
